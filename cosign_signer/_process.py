@@ -1,0 +1,200 @@
+"""The one module that starts processes: find the binary, run it with a timeout, reap it.
+
+Every child runs in its own process group with stdin closed; on timeout or interruption the whole
+group is terminated, given a grace period, killed and reaped, so no orphan or zombie remains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+import attrs
+
+from cosign_signer.command import CosignCapabilities
+from cosign_signer.errors import CosignNotFoundError
+
+__all__ = ["Completed", "ProcessTimeout", "find_executable", "probe_capabilities", "run"]
+
+_log = logging.getLogger("cosign_signer")
+
+#: Seconds between SIGTERM and SIGKILL when a process group must stop.
+GRACE_SECONDS = 3.0
+_PROBE_TIMEOUT = 30.0
+
+
+@attrs.frozen
+class Completed:
+    """A finished process."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+class ProcessTimeout(Exception):  # noqa: N818 - internal signal, turned into CosignTimeoutError
+    """The process did not finish in time; its group was killed and reaped."""
+
+    def __init__(self, timeout: float, stderr: str) -> None:
+        self.timeout = timeout
+        self.stderr = stderr
+        super().__init__(f"timed out after {timeout:g} s")
+
+
+def find_executable(binary: str, *, path: str | None = None) -> str:
+    """Return the absolute path of ``binary`` or raise :class:`CosignNotFoundError` saying why."""
+    if os.sep in binary:
+        candidate = os.path.abspath(binary)
+        if not os.path.lexists(candidate):
+            raise CosignNotFoundError(binary, "no such file")
+    else:
+        found = shutil.which(binary, path=path)
+        if found is None:
+            # which() skips non-executables: tell them apart from a plain absence.
+            for folder in (path or os.environ.get("PATH", "")).split(os.pathsep):
+                candidate = os.path.join(folder or ".", binary)
+                if os.path.isdir(candidate):
+                    raise CosignNotFoundError(binary, f"{candidate} is a directory")
+                if os.path.isfile(candidate):
+                    raise CosignNotFoundError(binary, f"{candidate} is not executable")
+            raise CosignNotFoundError(binary, "not found on PATH")
+        candidate = os.path.abspath(found)
+    try:
+        info = os.stat(candidate)
+    except OSError as exc:
+        raise CosignNotFoundError(binary, f"{candidate}: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise CosignNotFoundError(binary, f"{candidate} is a directory")
+    if not os.access(candidate, os.X_OK):
+        raise CosignNotFoundError(binary, f"{candidate} is not executable")
+    return candidate
+
+
+def run(
+    argv: Sequence[str], *, env: Mapping[str, str], timeout: float, cwd: str | None = None
+) -> Completed:
+    """Run ``argv`` (never through a shell) and return its outcome.
+
+    Raises :class:`ProcessTimeout` after ``timeout`` seconds, :class:`CosignNotFoundError` when the
+    binary cannot be started, and re-raises ``KeyboardInterrupt`` after stopping the child.
+    """
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            cwd=cwd,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise CosignNotFoundError(argv[0], exc.strerror or str(exc)) from None
+    _LIVE.add(process)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop_group(process)
+        _, stderr = _drain(process)
+        raise ProcessTimeout(timeout, stderr) from None
+    except BaseException:
+        _stop_group(process)
+        _drain(process)
+        raise
+    finally:
+        _LIVE.discard(process)
+    return Completed(process.returncode, stdout, stderr, time.monotonic() - started)
+
+
+def _drain(process: subprocess.Popen[str]) -> tuple[str, str]:
+    try:
+        out, err = process.communicate(timeout=GRACE_SECONDS)
+    except (subprocess.TimeoutExpired, ValueError, OSError):
+        return "", ""
+    return out or "", err or ""
+
+
+def _stop_group(process: subprocess.Popen[str]) -> None:
+    """SIGTERM the child's process group, wait a grace period, SIGKILL it, reap the child."""
+    for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # The leader is gone; make sure nothing else of its group lingers.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        return
+
+
+class _LiveSet:
+    """Children running now, so an interrupted batch can stop all of them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: set[subprocess.Popen[str]] = set()
+
+    def add(self, process: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._items.add(process)
+
+    def discard(self, process: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._items.discard(process)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            items = list(self._items)
+        for process in items:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGTERM)
+
+
+_LIVE = _LiveSet()
+
+
+def stop_all_children() -> None:
+    """Terminate every cosign process group this library has running (used on interruption)."""
+    _LIVE.stop_all()
+
+
+_CAPS_LOCK = threading.Lock()
+_CAPS_CACHE: dict[tuple[str, int, int], CosignCapabilities] = {}
+
+
+def probe_capabilities(binary: str, *, env: Mapping[str, str] | None = None) -> CosignCapabilities:
+    """Read what ``binary`` supports from ``cosign sign --help`` (cached per file and mtime)."""
+    info = os.stat(binary)
+    cache_key = (binary, info.st_mtime_ns, info.st_size)
+    with _CAPS_LOCK:
+        cached = _CAPS_CACHE.get(cache_key)
+    if cached is not None:
+        return cached
+    try:
+        done = run([binary, "sign", "--help"], env=env or os.environ, timeout=_PROBE_TIMEOUT)
+    except ProcessTimeout:
+        raise CosignNotFoundError(binary, "'cosign sign --help' did not answer in time") from None
+    text = done.stdout + done.stderr
+    caps = CosignCapabilities.from_help(text)
+    if done.returncode != 0 or not caps.has("key"):
+        raise CosignNotFoundError(
+            binary, f"does not look like cosign ('sign --help' exited {done.returncode})"
+        )
+    _log.debug("cosign %s: %s generation, %d sign flags", binary, caps.generation, len(caps.flags))
+    with _CAPS_LOCK:
+        _CAPS_CACHE[cache_key] = caps
+    return caps

@@ -1,0 +1,167 @@
+"""The CosignCommandBuilder: pure code from config + key + references to argv and environment.
+
+It never runs anything.  What a cosign binary supports is described by
+:class:`CosignCapabilities`, parsed from ``cosign sign --help`` (Debian's builds print
+``GitVersion: devel``, so the version string cannot tell 2.x from 3.x).  Secrets never go on argv:
+the key password travels as ``COSIGN_PASSWORD`` and registry credentials in a private
+``DOCKER_CONFIG`` folder whose path the caller provides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+import attrs
+
+from cosign_signer.config import Config
+from cosign_signer.errors import ConfigError, InvalidReferenceError
+from cosign_signer.keys import ResolvedKey
+
+__all__ = ["CosignCapabilities", "CosignCommand", "CosignCommandBuilder", "validate_annotations"]
+
+_FLAG = re.compile(r"(?<![\w-])--([a-z0-9][a-z0-9-]*)")
+_ANNOTATION_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Seconds our own timeout leaves cosign to report its ``--timeout`` before we kill it.
+TIMEOUT_MARGIN = 5.0
+
+
+@attrs.frozen
+class CosignCapabilities:
+    """What one cosign binary's ``sign`` command accepts, read from its ``--help`` text."""
+
+    flags: frozenset[str]
+
+    @classmethod
+    def from_help(cls, help_text: str) -> CosignCapabilities:
+        """Collect every ``--flag`` that ``cosign sign --help`` names (declared or in examples)."""
+        return cls(flags=frozenset(_FLAG.findall(help_text)))
+
+    def has(self, flag: str) -> bool:
+        """Whether ``--flag`` is known to this binary."""
+        return flag.lstrip("-") in self.flags
+
+    @property
+    def uses_signing_config(self) -> bool:
+        """cosign 3.x: service URLs come from a signing config (``--use-signing-config``)."""
+        return self.has("use-signing-config")
+
+    @property
+    def decrypts_key_per_reference(self) -> bool:
+        """cosign 3.x decrypts the key once per reference, 2.x once per process (measured)."""
+        return self.uses_signing_config
+
+    @property
+    def generation(self) -> str:
+        """A label for logs and docs: ``"3.x"`` when signing configs are supported, else ``"2.x"``."""
+        return "3.x" if self.uses_signing_config else "2.x"
+
+
+@attrs.frozen
+class CosignCommand:
+    """An argv and the extra environment the child needs (names and values; values may be secret)."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = attrs.field(factory=dict, repr=lambda env: repr(sorted(env)))
+    references: tuple[str, ...] = ()
+
+
+def validate_annotations(annotations: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """Check annotations are safe to pass as ``-a key=value``; raise :class:`ConfigError` if not."""
+    if not annotations:
+        return ()
+    problems = []
+    for key, value in annotations.items():
+        if not isinstance(key, str) or not _ANNOTATION_KEY.fullmatch(key):
+            problems.append(
+                f"annotations[{key!r}]: key must start with a letter or digit and hold only "
+                "letters, digits and . _ / - (no '=', spaces or control characters)"
+            )
+        elif not isinstance(value, str):
+            problems.append(f"annotations[{key!r}]: value must be a string")
+        elif _CONTROL.search(value):
+            problems.append(f"annotations[{key!r}]: value must not contain control characters")
+    if problems:
+        raise ConfigError(problems)
+    return tuple(sorted(annotations.items()))
+
+
+class CosignCommandBuilder:
+    """Build ``cosign sign`` commands for one config and one binary's capabilities. No side effects."""
+
+    def __init__(self, config: Config, capabilities: CosignCapabilities) -> None:
+        self._config = config
+        self._caps = capabilities
+
+    @property
+    def capabilities(self) -> CosignCapabilities:
+        """The capabilities the builder chooses flags by."""
+        return self._caps
+
+    def sign(
+        self,
+        key: ResolvedKey,
+        references: Sequence[str],
+        *,
+        annotations: Mapping[str, str] | None = None,
+        docker_config_dir: str | None = None,
+        binary: str | None = None,
+    ) -> CosignCommand:
+        """The command that signs ``references`` (each ``NAME@sha256:…``) with ``key``.
+
+        ``docker_config_dir`` is the private folder holding registry credentials, when configured.
+        """
+        if not references:
+            raise ValueError("no references to sign")
+        for ref in references:
+            if ref.startswith("-") or "@sha256:" not in ref:
+                raise InvalidReferenceError(ref, "cosign is only given digest references")
+        argv: list[str] = [binary or self._config.cosign_binary, "sign", "--key", key.reference, "-y"]
+        argv += self._tlog_flags()
+        argv += self._registry_flags()
+        if self._caps.has("timeout") and self._config.timeout > 2 * TIMEOUT_MARGIN:
+            argv.append(f"--timeout={int(self._config.timeout - TIMEOUT_MARGIN)}s")
+        for k, v in validate_annotations(annotations):
+            argv += ["-a", f"{k}={v}"]
+        argv.append("--")
+        argv += references
+        return CosignCommand(
+            argv=tuple(argv), env=self.environment(docker_config_dir), references=tuple(references)
+        )
+
+    def environment(self, docker_config_dir: str | None = None) -> dict[str, str]:
+        """The child's extra environment: ``env_variables`` plus credentials' locations."""
+        env: dict[str, str] = dict(self._config.env_variables)
+        if docker_config_dir is not None:
+            env["DOCKER_CONFIG"] = docker_config_dir
+        return env
+
+    def _tlog_flags(self) -> list[str]:
+        config = self._config
+        if self._caps.uses_signing_config:
+            if config.upload_tlog:
+                raise ConfigError(
+                    "upload_tlog: uploading to a transparency log with cosign 3.x needs a signing "
+                    "config, which this version of cosign_signer does not write yet"
+                )
+            return ["--use-signing-config=false", "--tlog-upload=false"]
+        flags = [f"--tlog-upload={'true' if config.upload_tlog else 'false'}"]
+        if config.upload_tlog and config.rekor_url:
+            flags.append(f"--rekor-url={config.rekor_url}")
+        return flags
+
+    def _registry_flags(self) -> list[str]:
+        flags = []
+        if self._config.allow_http_registry and self._caps.has("allow-http-registry"):
+            flags.append("--allow-http-registry=true")
+        if self._config.allow_insecure_registry and self._caps.has("allow-insecure-registry"):
+            flags.append("--allow-insecure-registry=true")
+        return flags
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret value in ``text`` with ``***`` (longest first)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text

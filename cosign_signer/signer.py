@@ -1,0 +1,547 @@
+"""The Signer facade: validate, pre-flight, plan, run cosign, attribute every outcome.
+
+``sign_images`` turns a list of references into one typed outcome per reference:
+
+1. every reference is parsed (a malformed one raises :class:`InvalidReferenceError` before
+   anything runs), the key alias is resolved and the cosign binary is found and probed;
+2. the registry pre-flight resolves tags to digests and proves each digest exists, concurrently;
+3. references are grouped by digest (one digest is never signed by two processes at once) and
+   spread over at most ``max_workers`` cosign processes, many references per process;
+4. when cosign stops at a failing reference, the ones before it are signed, the failing one gets
+   its typed error (transient ones are retried with backoff) and the rest go into a new batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures as cf
+import contextlib
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import attrs
+
+from cosign_signer import _classify, _process
+from cosign_signer._registry import RegistryClient, RegistryCredentials
+from cosign_signer.command import (
+    CosignCapabilities,
+    CosignCommand,
+    CosignCommandBuilder,
+    redact,
+    validate_annotations,
+)
+from cosign_signer.config import Config
+from cosign_signer.errors import (
+    BatchSignError,
+    CosignError,
+    CosignSignerError,
+    CosignTimeoutError,
+    InvalidReferenceError,
+)
+from cosign_signer.keys import KeyAliasResolver, ResolvedKey
+from cosign_signer.reference import DOCKER_HUB, ImageReference, parse_reference
+
+__all__ = ["OnResult", "SignResult", "Signer"]
+
+_log = logging.getLogger("cosign_signer")
+
+#: Called as each reference finishes: the reference as given, and its result or typed error.
+OnResult = Callable[[str, "SignResult | CosignSignerError"], None]
+
+_MAX_REFS_PER_PROCESS = 200
+_PREFLIGHT_WORKERS = 8
+_PREFLIGHT_TIMEOUT = 30.0
+_MAX_BACKOFF = 60.0
+
+
+@attrs.frozen
+class SignResult:
+    """One signed reference: as given, the manifest digest signed, the key alias, the log index."""
+
+    reference: str
+    digest: str
+    key: str
+    tlog_index: int | None = None
+
+
+@attrs.define
+class _Target:
+    """One digest to sign and every caller reference that resolved to it."""
+
+    cosign_ref: str
+    digest: str
+    originals: list[str]
+    attempts: int = 0
+
+
+@attrs.define
+class _Chunk:
+    targets: list[_Target]
+    not_before: float = 0.0
+
+
+class _KeyedLocks:
+    """One lock per digest, shared by every Signer of the process (cosign issue 2432)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, keys: Sequence[str]) -> Iterator[None]:
+        ordered = sorted(set(keys))
+        locks = []
+        with self._guard:
+            for key in ordered:
+                lock, users = self._locks.get(key, (threading.Lock(), 0))
+                self._locks[key] = (lock, users + 1)
+                locks.append(lock)
+        acquired: list[threading.Lock] = []
+        try:
+            for lock in locks:  # sorted order: no deadlock between overlapping batches
+                lock.acquire()
+                acquired.append(lock)
+            yield
+        finally:
+            for lock in reversed(acquired):
+                lock.release()
+            with self._guard:
+                for key in ordered:
+                    lock, users = self._locks[key]
+                    if users <= 1:
+                        del self._locks[key]
+                    else:
+                        self._locks[key] = (lock, users - 1)
+
+
+_DIGEST_LOCKS = _KeyedLocks()
+
+
+class Signer:
+    """Sign images with cosign by key alias. Safe to share between threads.
+
+    >>> signer = Signer(Config.from_file("config.yaml"))          # doctest: +SKIP
+    >>> signer.sign_image("registry.example/app:1.2", key="prod")  # doctest: +SKIP
+    SignResult(reference='registry.example/app:1.2', digest='sha256:…', key='prod', tlog_index=None)
+    """
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._resolver = KeyAliasResolver(config.key_aliases)
+        logging.getLogger("cosign_signer").setLevel(config.log_level_number)
+        credentials = None
+        if config.registry_user is not None and config.registry_password is not None:
+            credentials = RegistryCredentials(
+                username=config.registry_user, password=config.registry_password
+            )
+        self._registry = RegistryClient(
+            credentials=credentials,
+            allow_http=config.allow_http_registry,
+            allow_insecure=config.allow_insecure_registry,
+            timeout=min(config.timeout, _PREFLIGHT_TIMEOUT),
+        )
+        self._cosign_lock = threading.Lock()
+        self._cosign: tuple[str, CosignCapabilities] | None = None
+
+    @classmethod
+    def from_config_file(cls, path: str | os.PathLike[str]) -> Signer:
+        """Load the ``cosign_signer`` section of ``path`` and build a Signer from it."""
+        return cls(Config.from_file(path))
+
+    def __repr__(self) -> str:
+        return (
+            f"Signer(cosign_binary={self._config.cosign_binary!r}, "
+            f"key_aliases={list(self._resolver.aliases)!r})"
+        )
+
+    @property
+    def config(self) -> Config:
+        """The configuration this signer was built from."""
+        return self._config
+
+    @property
+    def key_resolver(self) -> KeyAliasResolver:
+        """The resolver of this signer's key aliases."""
+        return self._resolver
+
+    def capabilities(self) -> CosignCapabilities:
+        """Find the cosign binary and read what it supports (once per Signer)."""
+        return self._find_cosign()[1]
+
+    def sign_image(
+        self, reference: str, *, key: str, annotations: Mapping[str, str] | None = None
+    ) -> SignResult:
+        """Sign one reference; return its :class:`SignResult` or raise its typed error."""
+        try:
+            return self.sign_images([reference], key=key, annotations=annotations)[0]
+        except BatchSignError as exc:
+            raise next(iter(exc.failures.values())) from None
+
+    def sign_images(
+        self,
+        references: Sequence[str],
+        *,
+        key: str,
+        annotations: Mapping[str, str] | None = None,
+        on_result: OnResult | None = None,
+    ) -> list[SignResult]:
+        """Sign every reference; return results in input order or raise :class:`BatchSignError`.
+
+        The same reference given twice is signed once. ``on_result`` is called (in the calling
+        thread) as each reference finishes, with its result or its typed error.
+        """
+        if isinstance(references, str):
+            raise InvalidReferenceError(
+                references, "sign_images takes a list of references; use sign_image for one"
+            )
+        parsed = _parse_all(references)
+        validate_annotations(annotations)
+        resolved_key = self._resolver.resolve_key(key)
+        binary, caps = self._find_cosign()
+        builder = CosignCommandBuilder(self._config, caps)
+        if not parsed:
+            return []
+
+        started = time.monotonic()
+        results: dict[str, SignResult] = {}
+        failures: dict[str, CosignSignerError] = {}
+
+        def finish(original: str, outcome: SignResult | CosignSignerError) -> None:
+            if isinstance(outcome, SignResult):
+                results[original] = outcome
+            else:
+                failures[original] = outcome
+            if on_result is not None:
+                on_result(original, outcome)
+
+        targets = self._preflight(parsed, finish)
+        preflight_seconds = time.monotonic() - started
+        if targets:
+            with self._credentials_dir(parsed) as docker_config:
+                _BatchRun(
+                    signer=self,
+                    builder=builder,
+                    binary=binary,
+                    key=resolved_key,
+                    annotations=annotations,
+                    docker_config=docker_config,
+                    finish=finish,
+                ).run(targets)
+        _log.info(
+            "signed %d of %d references with key %r in %.2f s (pre-flight %.2f s, cosign %s)",
+            len(results),
+            len(parsed),
+            key,
+            time.monotonic() - started,
+            preflight_seconds,
+            caps.generation,
+        )
+        ordered = [results[r.original] for r in parsed if r.original in results]
+        if failures:
+            ordered_failures = {r.original: failures[r.original] for r in parsed if r.original in failures}
+            raise BatchSignError(ordered, ordered_failures)
+        return ordered
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _find_cosign(self) -> tuple[str, CosignCapabilities]:
+        with self._cosign_lock:
+            if self._cosign is None:
+                binary = _process.find_executable(self._config.cosign_binary)
+                self._cosign = (binary, _process.probe_capabilities(binary))
+            return self._cosign
+
+    def _max_workers(self) -> int:
+        return self._config.max_workers or os.cpu_count() or 1
+
+    def _preflight(
+        self,
+        parsed: Sequence[ImageReference],
+        finish: Callable[[str, SignResult | CosignSignerError], None],
+    ) -> list[_Target]:
+        """Resolve every reference to an existing digest; group the references by digest."""
+        by_digest: dict[tuple[str, str, str], _Target] = {}
+        workers = min(_PREFLIGHT_WORKERS, len(parsed))
+        with cf.ThreadPoolExecutor(workers, thread_name_prefix="cosign-preflight") as pool:
+            futures = [pool.submit(self._resolve_with_retries, ref) for ref in parsed]
+            for ref, future in zip(parsed, futures, strict=True):
+                try:
+                    digest = future.result()
+                except CosignError as exc:
+                    finish(ref.original, exc)
+                    continue
+                group = (ref.registry, ref.repository, digest)
+                if group in by_digest:
+                    by_digest[group].originals.append(ref.original)
+                else:
+                    by_digest[group] = _Target(ref.with_digest(digest), digest, [ref.original])
+        return list(by_digest.values())
+
+    def _resolve_with_retries(self, ref: ImageReference) -> str:
+        attempt = 1
+        while True:
+            try:
+                return self._registry.resolve(ref)
+            except CosignError as exc:
+                if not exc.transient or attempt > self._config.retries:
+                    raise exc.with_attempts(attempt) from None
+                delay = self._backoff(attempt)
+                _log.warning(
+                    "pre-flight of %s failed (%s); retry %d of %d in %.1f s",
+                    ref.original,
+                    exc.message,
+                    attempt,
+                    self._config.retries,
+                    delay,
+                )
+                time.sleep(delay)
+                attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter for the ``attempt``-th retry."""
+        ceiling = min(_MAX_BACKOFF, self._config.retry_backoff * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+
+    @contextlib.contextmanager
+    def _credentials_dir(self, parsed: Sequence[ImageReference]) -> Iterator[str | None]:
+        """A private DOCKER_CONFIG folder (0700, removed afterwards) when credentials are set."""
+        user, password = self._config.registry_user, self._config.registry_password
+        if user is None or password is None:
+            yield None
+            return
+        folder = tempfile.mkdtemp(prefix="cosign-signer-auth-")
+        try:
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            hosts = {("https://index.docker.io/v1/" if r.registry == DOCKER_HUB else r.registry)
+                     for r in parsed}
+            document = {"auths": {host: {"auth": token} for host in sorted(hosts)}}
+            path = Path(folder) / "config.json"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(document, handle)
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._config.secret_values)
+
+
+class _BatchRun:
+    """One ``sign_images`` call's cosign work: a queue of chunks run by bounded workers."""
+
+    def __init__(
+        self,
+        *,
+        signer: Signer,
+        builder: CosignCommandBuilder,
+        binary: str,
+        key: ResolvedKey,
+        annotations: Mapping[str, str] | None,
+        docker_config: str | None,
+        finish: Callable[[str, SignResult | CosignSignerError], None],
+    ) -> None:
+        self._signer = signer
+        self._config = signer.config
+        self._builder = builder
+        self._binary = binary
+        self._key = key
+        self._annotations = annotations
+        self._docker_config = docker_config
+        self._finish = finish
+        self._env = {**os.environ, **builder.environment(docker_config)}
+
+    def run(self, targets: list[_Target]) -> None:
+        workers = min(self._signer._max_workers(), len(targets))
+        size = min(_MAX_REFS_PER_PROCESS, -(-len(targets) // workers))
+        queue: deque[_Chunk] = deque(
+            _Chunk(targets[i : i + size]) for i in range(0, len(targets), size)
+        )
+        running: dict[cf.Future[_process.Completed | _process.ProcessTimeout], _Chunk] = {}
+        pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="cosign-sign")
+        try:
+            while queue or running:
+                now = time.monotonic()
+                while queue and len(running) < workers and queue[0].not_before <= now:
+                    chunk = queue.popleft()
+                    running[pool.submit(self._run_chunk, chunk)] = chunk
+                wait_for = max(0.0, min((c.not_before for c in queue), default=now) - now)
+                if not running:
+                    time.sleep(wait_for)
+                    continue
+                done, _ = cf.wait(
+                    running, timeout=wait_for if queue else None, return_when=cf.FIRST_COMPLETED
+                )
+                for future in done:
+                    chunk = running.pop(future)
+                    queue.extend(self._settle(chunk, future.result()))
+                    # retries wait their turn; fresh work first
+                    queue = deque(sorted(queue, key=lambda c: c.not_before))
+        except BaseException:
+            _process.stop_all_children()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+    def _command(self, chunk: _Chunk) -> CosignCommand:
+        return self._builder.sign(
+            self._key,
+            [t.cosign_ref for t in chunk.targets],
+            annotations=self._annotations,
+            docker_config_dir=self._docker_config,
+            binary=self._binary,
+        )
+
+    def _run_chunk(self, chunk: _Chunk) -> _process.Completed | _process.ProcessTimeout:
+        command = self._command(chunk)
+        for target in chunk.targets:
+            target.attempts += 1
+        _log.debug("running %s", " ".join(command.argv))
+        with _DIGEST_LOCKS.hold([t.cosign_ref for t in chunk.targets]):
+            try:
+                return _process.run(command.argv, env=self._env, timeout=self._config.timeout)
+            except _process.ProcessTimeout as exc:
+                return exc
+
+    def _settle(
+        self, chunk: _Chunk, outcome: _process.Completed | _process.ProcessTimeout
+    ) -> list[_Chunk]:
+        """Record what a finished cosign process did; return the chunks still to run."""
+        argv = self._command(chunk).argv
+        refs = [t.cosign_ref for t in chunk.targets]
+        if isinstance(outcome, _process.ProcessTimeout):
+            stderr = self._signer._redact(outcome.stderr)
+            signed_count, failed_at = 0, None
+            error_type: type[CosignError] = CosignTimeoutError
+            transient = True
+        else:
+            stderr = self._signer._redact(outcome.stderr)
+            if outcome.returncode == 0:
+                self._succeed(chunk.targets, _classify.tlog_indices(outcome.stderr))
+                _log.info(
+                    "cosign signed %d references in %.2f s", len(refs), outcome.seconds
+                )
+                return []
+            failing = _classify.failing_reference(outcome.stderr, refs)
+            failed_at = refs.index(failing) if failing is not None else None
+            signed_count = failed_at or 0
+            error_type, transient = _classify.classify(outcome.stderr)
+
+        if failed_at is None and len(chunk.targets) > 1:
+            # Nothing says which reference failed: try each alone to attribute it honestly.
+            _log.warning(
+                "cosign failed on a batch of %d without naming a reference; retrying each alone",
+                len(refs),
+            )
+            return [_Chunk([t]) for t in chunk.targets]
+
+        indices = _classify.tlog_indices(outcome.stderr) if not transient else []
+        self._succeed(chunk.targets[:signed_count], indices)
+        failed = chunk.targets[signed_count]
+        rest = chunk.targets[signed_count + 1 :]
+        returncode = None if isinstance(outcome, _process.ProcessTimeout) else outcome.returncode
+        _log.info(
+            "cosign stopped after %d of %d references: %s",
+            signed_count,
+            len(refs),
+            _classify.summary_line(stderr),
+        )
+        later: list[_Chunk] = [_Chunk(rest)] if rest else []
+        if transient and failed.attempts <= self._config.retries:
+            delay = self._signer._backoff(failed.attempts)
+            _log.warning(
+                "signing %s failed (%s); retry %d of %d in %.1f s",
+                failed.cosign_ref,
+                _classify.summary_line(stderr),
+                failed.attempts,
+                self._config.retries,
+                delay,
+            )
+            later.append(_Chunk([failed], not_before=time.monotonic() + delay))
+            return later
+        for original in failed.originals:
+            self._finish(original, self._error(error_type, transient, original, argv, returncode,
+                                               stderr, failed.attempts))
+        if error_type.__name__ == "SigningKeyError":
+            # The key is unusable for every reference; don't start cosign again for the rest.
+            for target in rest:
+                for original in target.originals:
+                    self._finish(original, self._error(error_type, transient, original, argv,
+                                                       returncode, stderr, target.attempts))
+            return []
+        return later
+
+    def _error(
+        self,
+        error_type: type[CosignError],
+        transient: bool,
+        original: str,
+        argv: Sequence[str],
+        returncode: int | None,
+        stderr: str,
+        attempts: int,
+    ) -> CosignError:
+        summary = _classify.summary_line(stderr)
+        if error_type is CosignTimeoutError:
+            return CosignTimeoutError(
+                f"cosign did not finish within {self._config.timeout:g} s; "
+                "its process group was killed",
+                timeout=self._config.timeout,
+                reference=original,
+                argv=argv,
+                returncode=None,
+                stderr=stderr,
+                attempts=attempts,
+            )
+        return error_type(
+            f"signing {original} failed: {summary}",
+            reference=original,
+            argv=argv,
+            returncode=returncode,
+            stderr=stderr,
+            attempts=attempts,
+            transient=transient,
+        )
+
+    def _succeed(self, targets: Sequence[_Target], indices: Sequence[int]) -> None:
+        for position, target in enumerate(targets):
+            index = indices[position] if position < len(indices) and self._config.upload_tlog else None
+            for original in target.originals:
+                self._finish(
+                    original,
+                    SignResult(
+                        reference=original, digest=target.digest, key=self._key.alias,
+                        tlog_index=index,
+                    ),
+                )
+
+
+def _parse_all(references: Sequence[str]) -> list[ImageReference]:
+    """Parse every reference (first bad one raises), dropping repeats of the same string."""
+    parsed: dict[str, ImageReference] = {}
+    bad = []
+    for ref in references:
+        try:
+            if ref not in parsed:
+                parsed[ref] = parse_reference(ref)
+        except InvalidReferenceError as exc:
+            bad.append(exc)
+        except TypeError:
+            bad.append(InvalidReferenceError(repr(ref), "expected a string"))
+    if bad:
+        first = bad[0]
+        if len(bad) > 1:
+            raise InvalidReferenceError(
+                first.reference, f"{first.reason} (and {len(bad) - 1} more invalid references)"
+            )
+        raise first
+    return list(parsed.values())
