@@ -20,7 +20,7 @@ from cosign_signer.errors import (
 
 __all__ = ["classify", "failing_reference", "summary_line", "tlog_indices"]
 
-_SIGNING_REF = re.compile(r"signing \[([^\]\s]+)\]")
+_SIGNING_REF = re.compile(r"signing \[([^\]]+)\]")
 _TLOG_INDEX = re.compile(r"tlog entry created with index: (\d+)")
 
 _KEY = re.compile(
@@ -47,11 +47,22 @@ _UNAVAILABLE = re.compile(
 
 
 def failing_reference(stderr: str, references: Sequence[str]) -> str | None:
-    """The reference cosign names in ``signing [REF]: …``, if it is one of ``references``."""
+    """The reference cosign names in ``signing [REF]: …``, if it is one of ``references``.
+
+    ``ALL`` when cosign names the whole batch (cosign 2.x does, ``signing [R1 R2 …]``, when it
+    fails before the first reference, e.g. reading the key).
+    """
     for match in _SIGNING_REF.finditer(stderr):
-        if match.group(1) in references:
-            return match.group(1)
+        named = match.group(1).split()
+        if len(named) == 1 and named[0] in references:
+            return named[0]
+        if len(named) > 1 and set(named) <= set(references):
+            return ALL
     return None
+
+
+#: ``failing_reference`` result when cosign's error concerns every reference it was given.
+ALL = "\x00all"
 
 
 def summary_line(stderr: str) -> str:

@@ -46,6 +46,7 @@ from cosign_signer.errors import (
     CosignSignerError,
     CosignTimeoutError,
     InvalidReferenceError,
+    SigningKeyError,
 )
 from cosign_signer.keys import KeyAliasResolver, ResolvedKey
 from cosign_signer.reference import DOCKER_HUB, ImageReference, parse_reference
@@ -416,79 +417,77 @@ class _BatchRun:
         self, chunk: _Chunk, outcome: _process.Completed | _process.ProcessTimeout
     ) -> list[_Chunk]:
         """Record what a finished cosign process did; return the chunks still to run."""
-        argv = self._command(chunk).argv
-        refs = [t.cosign_ref for t in chunk.targets]
+        targets = chunk.targets
+        refs = [t.cosign_ref for t in targets]
+        stderr = self._signer._redact(outcome.stderr)
         if isinstance(outcome, _process.ProcessTimeout):
-            stderr = self._signer._redact(outcome.stderr)
-            signed_count, failed_at = 0, None
+            # Which references cosign finished before it was killed is unknown: none count.
+            failing: str | None = _classify.ALL
             error_type: type[CosignError] = CosignTimeoutError
-            transient = True
+            transient, returncode = True, None
+        elif outcome.returncode == 0:
+            self._succeed(targets, _classify.tlog_indices(outcome.stderr))
+            _log.info("cosign signed %d references in %.2f s", len(refs), outcome.seconds)
+            return []
         else:
-            stderr = self._signer._redact(outcome.stderr)
-            if outcome.returncode == 0:
-                self._succeed(chunk.targets, _classify.tlog_indices(outcome.stderr))
-                _log.info(
-                    "cosign signed %d references in %.2f s", len(refs), outcome.seconds
-                )
-                return []
             failing = _classify.failing_reference(outcome.stderr, refs)
-            failed_at = refs.index(failing) if failing is not None else None
-            signed_count = failed_at or 0
             error_type, transient = _classify.classify(outcome.stderr)
+            returncode = outcome.returncode
 
-        if failed_at is None and len(chunk.targets) > 1:
+        if failing is None and len(targets) > 1:
             # Nothing says which reference failed: try each alone to attribute it honestly.
             _log.warning(
                 "cosign failed on a batch of %d without naming a reference; retrying each alone",
                 len(refs),
             )
-            return [_Chunk([t]) for t in chunk.targets]
-
-        indices = _classify.tlog_indices(outcome.stderr) if not transient else []
-        self._succeed(chunk.targets[:signed_count], indices)
-        failed = chunk.targets[signed_count]
-        rest = chunk.targets[signed_count + 1 :]
-        returncode = None if isinstance(outcome, _process.ProcessTimeout) else outcome.returncode
-        _log.info(
-            "cosign stopped after %d of %d references: %s",
-            signed_count,
-            len(refs),
-            _classify.summary_line(stderr),
-        )
+            return [_Chunk([t]) for t in targets]
+        if failing == _classify.ALL or failing is None:
+            signed, failed, rest = [], targets, []
+        else:
+            at = refs.index(failing)
+            signed, failed, rest = targets[:at], [targets[at]], targets[at + 1 :]
+        self._succeed(signed, _classify.tlog_indices(outcome.stderr))
+        summary = _classify.summary_line(stderr)
+        _log.info("cosign stopped after %d of %d references: %s", len(signed), len(refs), summary)
         later: list[_Chunk] = [_Chunk(rest)] if rest else []
-        if transient and failed.attempts <= self._config.retries:
-            delay = self._signer._backoff(failed.attempts)
+        attempts = max(t.attempts for t in failed)
+        if transient and attempts <= self._config.retries:
+            delay = self._signer._backoff(attempts)
             _log.warning(
                 "signing %s failed (%s); retry %d of %d in %.1f s",
-                failed.cosign_ref,
-                _classify.summary_line(stderr),
-                failed.attempts,
+                ", ".join(t.cosign_ref for t in failed),
+                summary,
+                attempts,
                 self._config.retries,
                 delay,
             )
-            later.append(_Chunk([failed], not_before=time.monotonic() + delay))
+            later.append(_Chunk(failed, not_before=time.monotonic() + delay))
             return later
-        for original in failed.originals:
-            self._finish(original, self._error(error_type, transient, original, argv, returncode,
-                                               stderr, failed.attempts))
-        if error_type.__name__ == "SigningKeyError":
-            # The key is unusable for every reference; don't start cosign again for the rest.
-            for target in rest:
-                for original in target.originals:
-                    self._finish(original, self._error(error_type, transient, original, argv,
-                                                       returncode, stderr, target.attempts))
-            return []
+        if error_type is SigningKeyError:
+            # The key is unusable for every reference: don't start cosign again for the rest.
+            failed, later = failed + rest, []
+        argv = self._command(chunk).argv
+        for target in failed:
+            for original in target.originals:
+                self._finish(
+                    original,
+                    self._error(
+                        error_type, original, argv=argv, returncode=returncode, stderr=stderr,
+                        attempts=target.attempts, transient=transient,
+                    ),
+                )
         return later
 
     def _error(
         self,
         error_type: type[CosignError],
-        transient: bool,
         original: str,
+        *,
         argv: Sequence[str],
         returncode: int | None,
         stderr: str,
         attempts: int,
+        transient: bool,
     ) -> CosignError:
         summary = _classify.summary_line(stderr)
         if error_type is CosignTimeoutError:
