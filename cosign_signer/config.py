@@ -159,7 +159,7 @@ class Config:
         if not isinstance(document, Mapping) or SECTION not in document:
             raise ConfigError(f"no '{SECTION}:' section at the top level", source=source)
         section = document[SECTION]
-        if isinstance(section, Mapping) and "registry_password" in section:
+        if isinstance(section, Mapping) and _holds_literal_secret(section.get("registry_password")):
             _warn_if_readable(source, mode)
         return cls.from_dict(section, source=source)
 
@@ -174,6 +174,11 @@ class Config:
     def log_level_number(self) -> int:
         """The ``logging`` level number of ``log_level``."""
         return int(logging.getLevelName(self.log_level))
+
+
+def _holds_literal_secret(value: object) -> bool:
+    """A password written into the file itself (not only a ``${NAME}`` placeholder)."""
+    return isinstance(value, str) and bool(_PLACEHOLDER.sub("", value).strip())
 
 
 def _warn_if_readable(source: str, mode: int) -> None:

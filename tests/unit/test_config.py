@@ -174,3 +174,15 @@ def test_fuzzed_sections_give_config_or_config_error(section: dict[str, object])
         Config.from_dict(section)
     except ConfigError:
         pass
+
+
+def test_placeholder_password_file_needs_no_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CS_TEST_PW", "x")
+    path = tmp_path / "config.yaml"
+    path.write_text("cosign_signer:\n  registry_user: u\n  registry_password: ${CS_TEST_PW}\n")
+    os.chmod(path, 0o644)
+    with caplog.at_level(logging.WARNING, logger="cosign_signer"):
+        Config.from_file(path)
+    assert "readable" not in caplog.text
