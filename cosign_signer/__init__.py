@@ -24,7 +24,7 @@ from cosign_signer.errors import (
 )
 from cosign_signer.keys import KeyAliasResolver, ResolvedKey
 from cosign_signer.reference import ImageReference, parse_reference
-from cosign_signer.signer import SignResult, Signer
+from cosign_signer.signer import Signer, SignResult
 
 __all__ = [
     "BatchSignError",

@@ -54,13 +54,13 @@ class CosignCapabilities:
 
     @property
     def generation(self) -> str:
-        """A label for logs and docs: ``"3.x"`` when signing configs are supported, else ``"2.x"``."""
+        """A label for logs: ``"3.x"`` when signing configs are supported, else ``"2.x"``."""
         return "3.x" if self.uses_signing_config else "2.x"
 
 
 @attrs.frozen
 class CosignCommand:
-    """An argv and the extra environment the child needs (names and values; values may be secret)."""
+    """An argv and the extra environment the child needs (values may be secret)."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str] = attrs.field(factory=dict, repr=lambda env: repr(sorted(env)))
@@ -88,7 +88,7 @@ def validate_annotations(annotations: Mapping[str, str] | None) -> tuple[tuple[s
 
 
 class CosignCommandBuilder:
-    """Build ``cosign sign`` commands for one config and one binary's capabilities. No side effects."""
+    """Build cosign commands for one config and one binary's capabilities. No side effects."""
 
     def __init__(self, config: Config, capabilities: CosignCapabilities) -> None:
         self._config = config
@@ -117,7 +117,13 @@ class CosignCommandBuilder:
         for ref in references:
             if ref.startswith("-") or "@sha256:" not in ref:
                 raise InvalidReferenceError(ref, "cosign is only given digest references")
-        argv: list[str] = [binary or self._config.cosign_binary, "sign", "--key", key.reference, "-y"]
+        argv: list[str] = [
+            binary or self._config.cosign_binary,
+            "sign",
+            "--key",
+            key.reference,
+            "-y",
+        ]
         argv += self._tlog_flags()
         argv += self._registry_flags()
         if self._caps.has("timeout") and self._config.timeout > 2 * TIMEOUT_MARGIN:

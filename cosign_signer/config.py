@@ -93,9 +93,7 @@ class Config:
     env_variables: EnvVariables = attrs.field(
         factory=lambda: EnvVariables({}), converter=_env_variables, repr=_env_repr
     )
-    key_aliases: KeyAliases = attrs.field(
-        factory=lambda: KeyAliases({}), converter=_key_aliases
-    )
+    key_aliases: KeyAliases = attrs.field(factory=lambda: KeyAliases({}), converter=_key_aliases)
     cosign_binary: NonEmptyStr = NonEmptyStr("cosign")
     timeout: PositiveFloat = PositiveFloat(300.0)
     retries: NonNegativeInt = NonNegativeInt(3)
@@ -106,7 +104,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: object, *, source: str | None = None) -> Config:
-        """Build a Config from the section's own mapping; raise :class:`ConfigError` listing every problem."""
+        """Build a Config from the section's mapping; :class:`ConfigError` lists all problems."""
         if not isinstance(data, Mapping):
             raise ConfigError(
                 f"the {SECTION} section must be a mapping, got {_type_name(data)}", source=source
@@ -193,8 +191,15 @@ def _warn_if_readable(source: str, mode: int) -> None:
 
 
 def _type_name(value: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "a mapping", type(None): "nothing (null)"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "nothing (null)",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -228,7 +233,9 @@ def _cross_field_problems(data: Mapping[Any, Any]) -> list[str]:
     user, password = data.get("registry_user"), data.get("registry_password")
     if (user is None) != (password is None):
         missing = "registry_password" if password is None else "registry_user"
-        problems.append(f"{missing}: registry_user and registry_password go together; set both or neither")
+        problems.append(
+            f"{missing}: registry_user and registry_password go together; set both or neither"
+        )
     if data.get("upload_tlog") is True and not data.get("rekor_url"):
         problems.append("rekor_url: required when upload_tlog is true")
     return problems

@@ -39,7 +39,7 @@ class CosignSignerError(Exception):
 
 
 class ConfigError(CosignSignerError):
-    """The configuration cannot be used: missing file, YAML syntax, unknown key, wrong type or value.
+    """The configuration cannot be used: missing file, YAML syntax, unknown key, bad type or value.
 
     ``problems`` lists every problem found, each starting with the field path it concerns
     (``upload_tlog: expected a boolean``), so one run shows all of them.
@@ -55,7 +55,8 @@ class ConfigError(CosignSignerError):
             text = f"invalid cosign_signer configuration{where}: {self.problems[0]}"
         else:
             lines = "\n".join(f"  - {p}" for p in self.problems)
-            text = f"invalid cosign_signer configuration{where} ({len(self.problems)} problems):\n{lines}"
+            count = len(self.problems)
+            text = f"invalid cosign_signer configuration{where} ({count} problems):\n{lines}"
         super().__init__(text)
 
 
@@ -67,7 +68,9 @@ class UnknownKeyAliasError(ConfigError):
         self.known: tuple[str, ...] = tuple(sorted(known))
         known_text = ", ".join(self.known) if self.known else "(none configured)"
         hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
-        super().__init__(f"key_aliases: unknown key alias {alias!r}{hint}; known aliases: {known_text}")
+        super().__init__(
+            f"key_aliases: unknown key alias {alias!r}{hint}; known aliases: {known_text}"
+        )
 
 
 class InvalidReferenceError(CosignSignerError, ValueError):

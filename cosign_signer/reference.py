@@ -63,8 +63,10 @@ class ImageReference:
     @property
     def is_loopback(self) -> bool:
         """Whether the registry is on this machine (cosign and we reach it over plain HTTP)."""
-        host = self.registry.rsplit(":", 1)[0] if not self.registry.startswith("[") else (
-            self.registry.split("]", 1)[0] + "]"
+        host = (
+            self.registry.rsplit(":", 1)[0]
+            if not self.registry.startswith("[")
+            else (self.registry.split("]", 1)[0] + "]")
         )
         return host in {"localhost", "[::1]"} or host.startswith("127.")
 
@@ -77,7 +79,9 @@ class ImageReference:
 def parse_reference(reference: object) -> ImageReference:
     """Parse ``reference`` or raise :class:`InvalidReferenceError` saying what is wrong."""
     if not isinstance(reference, str):
-        raise InvalidReferenceError(repr(reference), f"expected a string, got {type(reference).__name__}")
+        raise InvalidReferenceError(
+            repr(reference), f"expected a string, got {type(reference).__name__}"
+        )
     text = reference
     if not text:
         raise InvalidReferenceError(text, "empty reference")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures as cf
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -82,6 +84,8 @@ class _Target:
     digest: str
     originals: list[str]
     attempts: int = 0
+    #: Set once the target is settled: makes the result or error for any of its references.
+    outcome: Callable[[str], SignResult | CosignSignerError] | None = None
 
 
 @attrs.define
@@ -224,19 +228,16 @@ class Signer:
             if on_result is not None:
                 on_result(original, outcome)
 
-        targets = self._preflight(parsed, finish)
-        preflight_seconds = time.monotonic() - started
-        if targets:
-            with self._credentials_dir(parsed) as docker_config:
-                _BatchRun(
-                    signer=self,
-                    builder=builder,
-                    binary=binary,
-                    key=resolved_key,
-                    annotations=annotations,
-                    docker_config=docker_config,
-                    finish=finish,
-                ).run(targets)
+        with self._credentials_dir(parsed) as docker_config:
+            preflight_seconds = _BatchRun(
+                signer=self,
+                builder=builder,
+                binary=binary,
+                key=resolved_key,
+                annotations=annotations,
+                docker_config=docker_config,
+                finish=finish,
+            ).run(parsed)
         _log.info(
             "signed %d of %d references with key %r in %.2f s (pre-flight %.2f s, cosign %s)",
             len(results),
@@ -248,8 +249,10 @@ class Signer:
         )
         ordered = [results[r.original] for r in parsed if r.original in results]
         if failures:
-            ordered_failures = {r.original: failures[r.original] for r in parsed if r.original in failures}
-            raise BatchSignError(ordered, ordered_failures)
+            raise BatchSignError(
+                ordered,
+                {r.original: failures[r.original] for r in parsed if r.original in failures},
+            )
         return ordered
 
     # ---- internals ---------------------------------------------------------------------------
@@ -263,29 +266,6 @@ class Signer:
 
     def _max_workers(self) -> int:
         return self._config.max_workers or os.cpu_count() or 1
-
-    def _preflight(
-        self,
-        parsed: Sequence[ImageReference],
-        finish: Callable[[str, SignResult | CosignSignerError], None],
-    ) -> list[_Target]:
-        """Resolve every reference to an existing digest; group the references by digest."""
-        by_digest: dict[tuple[str, str, str], _Target] = {}
-        workers = min(_PREFLIGHT_WORKERS, len(parsed))
-        with cf.ThreadPoolExecutor(workers, thread_name_prefix="cosign-preflight") as pool:
-            futures = [pool.submit(self._resolve_with_retries, ref) for ref in parsed]
-            for ref, future in zip(parsed, futures, strict=True):
-                try:
-                    digest = future.result()
-                except CosignError as exc:
-                    finish(ref.original, exc)
-                    continue
-                group = (ref.registry, ref.repository, digest)
-                if group in by_digest:
-                    by_digest[group].originals.append(ref.original)
-                else:
-                    by_digest[group] = _Target(ref.with_digest(digest), digest, [ref.original])
-        return list(by_digest.values())
 
     def _resolve_with_retries(self, ref: ImageReference) -> str:
         attempt = 1
@@ -322,8 +302,10 @@ class Signer:
         folder = tempfile.mkdtemp(prefix="cosign-signer-auth-")
         try:
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
-            hosts = {("https://index.docker.io/v1/" if r.registry == DOCKER_HUB else r.registry)
-                     for r in parsed}
+            hosts = {
+                ("https://index.docker.io/v1/" if r.registry == DOCKER_HUB else r.registry)
+                for r in parsed
+            }
             document = {"auths": {host: {"auth": token} for host in sorted(hosts)}}
             path = Path(folder) / "config.json"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -361,37 +343,89 @@ class _BatchRun:
         self._finish = finish
         self._env = {**os.environ, **builder.environment(docker_config)}
 
-    def run(self, targets: list[_Target]) -> None:
-        workers = min(self._signer._max_workers(), len(targets))
-        size = min(_MAX_REFS_PER_PROCESS, -(-len(targets) // workers))
-        queue: deque[_Chunk] = deque(
-            _Chunk(targets[i : i + size]) for i in range(0, len(targets), size)
+    def run(self, parsed: Sequence[ImageReference]) -> float:
+        """Pre-flight every reference and sign what exists; return the pre-flight's seconds.
+
+        Pre-flight and signing overlap: a chunk of references starts in cosign as soon as all of
+        its references are resolved, while the next ones are still being checked.
+        """
+        started = time.monotonic()
+        workers = min(self._signer._max_workers(), len(parsed))
+        size = min(_MAX_REFS_PER_PROCESS, -(-len(parsed) // workers))
+        targets: dict[tuple[str, str, str], _Target] = {}
+        forming: list[_Target] = []
+        queue: deque[_Chunk] = deque()
+        running: dict[cf.Future[Any], _Chunk] = {}
+        preflight = cf.ThreadPoolExecutor(
+            min(_PREFLIGHT_WORKERS, len(parsed)), thread_name_prefix="cosign-preflight"
         )
-        running: dict[cf.Future[_process.Completed | _process.ProcessTimeout], _Chunk] = {}
         pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="cosign-sign")
+        resolving = [preflight.submit(self._signer._resolve_with_retries, ref) for ref in parsed]
+        taken = 0
+        preflight_seconds = 0.0
         try:
-            while queue or running:
+            while taken < len(parsed) or queue or running:
+                # Take resolved references in input order; group them by digest into chunks.
+                while taken < len(parsed) and resolving[taken].done():
+                    ref = parsed[taken]
+                    taken += 1
+                    target = self._admit(ref, resolving[taken - 1], targets)
+                    if target is not None:
+                        forming.append(target)
+                    if len(forming) >= size or (taken == len(parsed) and forming):
+                        queue.append(_Chunk(forming))
+                        forming = []
+                    if taken == len(parsed):
+                        preflight_seconds = time.monotonic() - started
                 now = time.monotonic()
                 while queue and len(running) < workers and queue[0].not_before <= now:
                     chunk = queue.popleft()
                     running[pool.submit(self._run_chunk, chunk)] = chunk
-                wait_for = max(0.0, min((c.not_before for c in queue), default=now) - now)
-                if not running:
-                    time.sleep(wait_for)
+                waiting: set[cf.Future[Any]] = set(running)
+                if taken < len(parsed):
+                    waiting.add(resolving[taken])
+                delay = min((c.not_before for c in queue), default=None)
+                timeout = None if delay is None else max(0.0, delay - now)
+                if not waiting:
+                    time.sleep(timeout or 0.0)
                     continue
-                done, _ = cf.wait(
-                    running, timeout=wait_for if queue else None, return_when=cf.FIRST_COMPLETED
-                )
+                done, _ = cf.wait(waiting, timeout=timeout, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    chunk = running.pop(future)
-                    queue.extend(self._settle(chunk, future.result()))
-                    # retries wait their turn; fresh work first
-                    queue = deque(sorted(queue, key=lambda c: c.not_before))
+                    chunk_done = running.pop(future, None)
+                    if chunk_done is not None:
+                        queue.extend(self._settle(chunk_done, future.result()))
+                queue = deque(sorted(queue, key=lambda c: c.not_before))
         except BaseException:
             _process.stop_all_children()
             pool.shutdown(wait=True, cancel_futures=True)
+            preflight.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+        preflight.shutdown(wait=True)
+        return preflight_seconds
+
+    def _admit(
+        self,
+        ref: ImageReference,
+        resolved: cf.Future[str],
+        targets: dict[tuple[str, str, str], _Target],
+    ) -> _Target | None:
+        """Record a pre-flight outcome; return a new target to sign, or None."""
+        try:
+            digest = resolved.result()
+        except CosignError as exc:
+            self._finish(ref.original, exc)
+            return None
+        group = (ref.registry, ref.repository, digest)
+        existing = targets.get(group)
+        if existing is None:
+            targets[group] = _Target(ref.with_digest(digest), digest, [ref.original])
+            return targets[group]
+        # Same digest as an earlier reference: sign once, report it for both.
+        existing.originals.append(ref.original)
+        if existing.outcome is not None:
+            self._finish_target_original(existing, ref.original)
+        return None
 
     def _command(self, chunk: _Chunk) -> CosignCommand:
         return self._builder.sign(
@@ -468,15 +502,30 @@ class _BatchRun:
             failed, later = failed + rest, []
         argv = self._command(chunk).argv
         for target in failed:
-            for original in target.originals:
-                self._finish(
-                    original,
-                    self._error(
-                        error_type, original, argv=argv, returncode=returncode, stderr=stderr,
-                        attempts=target.attempts, transient=transient,
-                    ),
-                )
+            self._settle_target(
+                target,
+                functools.partial(
+                    self._error,
+                    error_type,
+                    argv=argv,
+                    returncode=returncode,
+                    stderr=stderr,
+                    attempts=target.attempts,
+                    transient=transient,
+                ),
+            )
         return later
+
+    def _settle_target(
+        self, target: _Target, outcome: Callable[[str], SignResult | CosignSignerError]
+    ) -> None:
+        target.outcome = outcome
+        for original in target.originals:
+            self._finish_target_original(target, original)
+
+    def _finish_target_original(self, target: _Target, original: str) -> None:
+        assert target.outcome is not None  # noqa: S101 - only called on settled targets
+        self._finish(original, target.outcome(original))
 
     def _error(
         self,
@@ -513,15 +562,16 @@ class _BatchRun:
 
     def _succeed(self, targets: Sequence[_Target], indices: Sequence[int]) -> None:
         for position, target in enumerate(targets):
-            index = indices[position] if position < len(indices) and self._config.upload_tlog else None
-            for original in target.originals:
-                self._finish(
-                    original,
-                    SignResult(
-                        reference=original, digest=target.digest, key=self._key.alias,
-                        tlog_index=index,
-                    ),
-                )
+            index = indices[position] if position < len(indices) else None
+            self._settle_target(
+                target,
+                functools.partial(
+                    SignResult,
+                    digest=target.digest,
+                    key=self._key.alias,
+                    tlog_index=index if self._config.upload_tlog else None,
+                ),
+            )
 
 
 def _parse_all(references: Sequence[str]) -> list[ImageReference]:

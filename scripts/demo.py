@@ -54,9 +54,19 @@ def main() -> int:
                     home=work, docker_config=registry.write_docker_config(work / f"dc{gen}")
                 )
                 verified = subprocess.run(
-                    [str(cosign), "verify", "--key", str(keys.pub_path), "--insecure-ignore-tlog",
-                     f"{registry.host}/demo/app@{result.digest}"],
-                    env=env, capture_output=True, text=True, timeout=120, check=False,
+                    [
+                        str(cosign),
+                        "verify",
+                        "--key",
+                        str(keys.pub_path),
+                        "--insecure-ignore-tlog",
+                        f"{registry.host}/demo/app@{result.digest}",
+                    ],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
                 )
                 if verified.returncode != 0:
                     print(f"cosign verify FAILED:\n{verified.stderr}")

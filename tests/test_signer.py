@@ -43,8 +43,12 @@ def test_sign_one_image_and_verify(
     image = push()
     signer = make_signer(cosign_bin, registry, keypair)
     result = signer.sign_image(image.by_digest, key="prod", annotations={"tag": "1.2"})
-    assert result == SignResult(reference=image.by_digest, digest=image.digest, key="prod", tlog_index=None)
-    checked = verify(cosign_bin, image.by_digest, keypair.pub_path, registry=registry, home=tmp_path)
+    assert result == SignResult(
+        reference=image.by_digest, digest=image.digest, key="prod", tlog_index=None
+    )
+    checked = verify(
+        cosign_bin, image.by_digest, keypair.pub_path, registry=registry, home=tmp_path
+    )
     assert checked.returncode == 0, checked.stderr
     assert '"tag":"1.2"' in checked.stdout.replace(" ", "")
 
@@ -58,7 +62,9 @@ def test_tag_reference_is_signed_by_digest(
     assert result.reference == image.by_tag
     assert result.digest == image.digest
     assert signature_tags(registry.url, image.repo, image.digest, auth=registry.credentials)
-    checked = verify(cosign_bin, image.by_digest, keypair.pub_path, registry=registry, home=tmp_path)
+    checked = verify(
+        cosign_bin, image.by_digest, keypair.pub_path, registry=registry, home=tmp_path
+    )
     assert checked.returncode == 0, checked.stderr
 
 
@@ -80,7 +86,9 @@ def test_batch_in_input_order_with_duplicates_signed_once(
     for image in images:
         tags = signature_tags(registry.url, image.repo, image.digest, auth=registry.credentials)
         assert tags, f"no signature for {image.by_digest}"
-        checked = verify(cosign_bin, image.by_digest, keypair.pub_path, registry=registry, home=tmp_path)
+        checked = verify(
+            cosign_bin, image.by_digest, keypair.pub_path, registry=registry, home=tmp_path
+        )
         assert checked.returncode == 0, checked.stderr
 
 
@@ -89,7 +97,13 @@ def test_missing_image_in_the_middle_of_a_batch(
 ) -> None:
     images = [push(repo="holes") for _ in range(4)]
     missing = f"{registry.host}/holes@{MISSING}"
-    refs = [images[0].by_digest, images[1].by_digest, missing, images[2].by_digest, images[3].by_digest]
+    refs = [
+        images[0].by_digest,
+        images[1].by_digest,
+        missing,
+        images[2].by_digest,
+        images[3].by_digest,
+    ]
     with pytest.raises(BatchSignError) as info:
         make_signer(cosign_bin, registry, keypair, max_workers=1).sign_images(refs, key="prod")
     assert [r.reference for r in info.value.results] == [i.by_digest for i in images]
@@ -113,7 +127,9 @@ def test_missing_digest_and_tag_are_not_signed(
 def test_wrong_key_password(
     cosign_bin: Path, registry: RegistryServer, keypair: KeyPair, push: Pusher
 ) -> None:
-    signer = make_signer(cosign_bin, registry, keypair, env_variables={"COSIGN_PASSWORD": "wrong-pw-123"})
+    signer = make_signer(
+        cosign_bin, registry, keypair, env_variables={"COSIGN_PASSWORD": "wrong-pw-123"}
+    )
     with pytest.raises(SigningKeyError) as info:
         signer.sign_image(push().by_digest, key="prod")
     assert "decrypt" in str(info.value)
@@ -126,7 +142,9 @@ def test_missing_key_file_fails_every_reference_with_one_run(
     cosign_bin: Path, registry: RegistryServer, keypair: KeyPair, push: Pusher, tmp_path: Path
 ) -> None:
     spy, log = spy_binary(tmp_path, cosign_bin)
-    signer = make_signer(spy, registry, keypair, key_aliases={"prod": str(tmp_path / "nope.key")}, max_workers=1)
+    signer = make_signer(
+        spy, registry, keypair, key_aliases={"prod": str(tmp_path / "nope.key")}, max_workers=1
+    )
     refs = [push().by_digest for _ in range(3)]
     with pytest.raises(BatchSignError) as info:
         signer.sign_images(refs, key="prod")
@@ -170,7 +188,9 @@ def test_open_registry_without_credentials(
     image = push(server=open_registry)
     result = make_signer(cosign_bin, open_registry, keypair).sign_image(image.by_digest, key="prod")
     assert result.digest == image.digest
-    checked = verify(cosign_bin, image.by_digest, keypair.pub_path, registry=open_registry, home=tmp_path)
+    checked = verify(
+        cosign_bin, image.by_digest, keypair.pub_path, registry=open_registry, home=tmp_path
+    )
     assert checked.returncode == 0, checked.stderr
 
 
@@ -185,11 +205,17 @@ def test_cosign_binary_unusable(kind: str, tmp_path: Path, keypair: KeyPair) -> 
     signer = make_signer(target, None, keypair)
     with pytest.raises(CosignNotFoundError) as info:
         signer.sign_image(f"127.0.0.1:1/app@{MISSING}", key="prod")
-    expected = {"missing": "no such file", "directory": "is a directory", "not-executable": "is not executable"}
+    expected = {
+        "missing": "no such file",
+        "directory": "is a directory",
+        "not-executable": "is not executable",
+    }
     assert expected[kind] in str(info.value)
 
 
-def test_binary_not_on_path(keypair: KeyPair, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_binary_not_on_path(
+    keypair: KeyPair, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     signer = make_signer(Path("unused"), None, keypair, cosign_binary="cosign-not-here")
     with pytest.raises(CosignNotFoundError, match="not found on PATH"):
@@ -210,7 +236,9 @@ def test_unknown_alias_and_bad_input_start_nothing(
     with pytest.raises(ConfigError, match="annotations"):
         signer.sign_images([good], key="prod", annotations={"-x": "y"})
     assert not log.exists() or "sign --key" not in log.read_text()
-    assert signature_tags(registry.url, "app", good.rsplit("@", 1)[1], auth=registry.credentials) == []
+    assert (
+        signature_tags(registry.url, "app", good.rsplit("@", 1)[1], auth=registry.credentials) == []
+    )
 
 
 def test_credentials_folder_is_private_and_removed(

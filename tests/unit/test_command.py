@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from cosign_signer import Config, ConfigError, CosignCapabilities, CosignCommandBuilder, InvalidReferenceError
+from cosign_signer import (
+    Config,
+    ConfigError,
+    CosignCapabilities,
+    CosignCommandBuilder,
+    InvalidReferenceError,
+)
 from cosign_signer.keys import ResolvedKey
 
 # Flags as `cosign sign --help` lists them (trimmed): 2.x has --rekor-url, 3.x --use-signing-config.
@@ -12,18 +18,35 @@ HELP_2 = "  --key='':\n  --tlog-upload=true:\n  --rekor-url='https://rekor.sigst
 HELP_3 = "  cosign sign --key cosign.key --tlog-upload=false <IMAGE DIGEST>\n  --key='':\n  --use-signing-config=true:\n  --signing-config='':\n  --bundle='':\n  -t, --timeout duration"
 REF = "127.0.0.1:5000/app@sha256:" + "ab" * 32
 KEY = ResolvedKey(alias="prod", reference="/keys/prod.key")
-SECRETS = {"registry_user": "ci", "registry_password": "reg-pw", "env_variables": {"COSIGN_PASSWORD": "key-pw"}}
+SECRETS = {
+    "registry_user": "ci",
+    "registry_password": "reg-pw",
+    "env_variables": {"COSIGN_PASSWORD": "key-pw"},
+}
 
 
 def build(help_text: str, **config: object) -> tuple[str, ...]:
-    builder = CosignCommandBuilder(Config.from_dict(config), CosignCapabilities.from_help(help_text))
+    builder = CosignCommandBuilder(
+        Config.from_dict(config), CosignCapabilities.from_help(help_text)
+    )
     return builder.sign(KEY, [REF], annotations={"tag": "1.2", "git/sha": "abc=def"}).argv
 
 
 def test_cosign2_without_tlog() -> None:
     assert build(HELP_2, timeout=60) == (
-        "cosign", "sign", "--key", "/keys/prod.key", "-y", "--tlog-upload=false", "--timeout=55s",
-        "-a", "git/sha=abc=def", "-a", "tag=1.2", "--", REF,
+        "cosign",
+        "sign",
+        "--key",
+        "/keys/prod.key",
+        "-y",
+        "--tlog-upload=false",
+        "--timeout=55s",
+        "-a",
+        "git/sha=abc=def",
+        "-a",
+        "tag=1.2",
+        "--",
+        REF,
     )
 
 
@@ -35,7 +58,15 @@ def test_cosign2_with_tlog_names_rekor() -> None:
 
 def test_cosign3_disables_signing_config_for_no_tlog() -> None:
     argv = build(HELP_3, timeout=60)
-    assert argv[:7] == ("cosign", "sign", "--key", "/keys/prod.key", "-y", "--use-signing-config=false", "--tlog-upload=false")
+    assert argv[:7] == (
+        "cosign",
+        "sign",
+        "--key",
+        "/keys/prod.key",
+        "-y",
+        "--use-signing-config=false",
+        "--tlog-upload=false",
+    )
     assert not any(a.startswith("--rekor-url") for a in argv)
 
 
@@ -53,10 +84,14 @@ def test_no_flag_the_binary_lacks() -> None:
 
 @pytest.mark.parametrize("help_text", [HELP_2, HELP_3])
 def test_secrets_travel_by_environment_only(help_text: str) -> None:
-    builder = CosignCommandBuilder(Config.from_dict(SECRETS), CosignCapabilities.from_help(help_text))
+    builder = CosignCommandBuilder(
+        Config.from_dict(SECRETS), CosignCapabilities.from_help(help_text)
+    )
     command = builder.sign(KEY, [REF], docker_config_dir="/tmp/private-dir")
     joined = " ".join(command.argv)
-    assert "reg-pw" not in joined and "key-pw" not in joined and "ci" not in command.argv
+    assert "reg-pw" not in joined
+    assert "key-pw" not in joined
+    assert "ci" not in command.argv
     assert command.env == {"COSIGN_PASSWORD": "key-pw", "DOCKER_CONFIG": "/tmp/private-dir"}
     assert "key-pw" not in repr(command)
 
