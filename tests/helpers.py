@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ def verify(
     """``cosign verify --key PUB --insecure-ignore-tlog REF`` with the registry's credentials."""
     docker_config = None
     if registry.credentials is not None:
-        docker_config = registry.write_docker_config(home / "verify-docker-config")
+        # A folder of its own per call: verifications may run in parallel threads.
+        docker_config = registry.write_docker_config(Path(tempfile.mkdtemp(dir=home)) / "dc")
     env = cosign_environ(home=home, docker_config=docker_config)
     return subprocess.run(
         [str(cosign_bin), "verify", "--key", str(pub), "--insecure-ignore-tlog", reference],
