@@ -80,9 +80,16 @@ def find_executable(binary: str, *, path: str | None = None) -> str:
 
 
 def run(
-    argv: Sequence[str], *, env: Mapping[str, str], timeout: float, cwd: str | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    timeout: float,
+    cwd: str | None = None,
+    input: str | None = None,  # noqa: A002 - the name subprocess uses
 ) -> Completed:
     """Run ``argv`` (never through a shell) and return its outcome.
+
+    stdin is closed unless ``input`` is given (credential helpers read the server on stdin).
 
     Raises :class:`ProcessTimeout` after ``timeout`` seconds, :class:`CosignNotFoundError` when the
     binary cannot be started, and re-raises ``KeyboardInterrupt`` after stopping the child.
@@ -91,7 +98,7 @@ def run(
     try:
         process = subprocess.Popen(
             list(argv),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(env),
@@ -104,7 +111,7 @@ def run(
         raise CosignNotFoundError(argv[0], exc.strerror or str(exc)) from None
     _LIVE.add(process)
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
+        stdout, stderr = process.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
         _stop_group(process)
         _, stderr = _drain(process)
@@ -173,26 +180,33 @@ def stop_all_children() -> None:
 
 
 _CAPS_LOCK = threading.Lock()
-_CAPS_CACHE: dict[tuple[str, int, int], CosignCapabilities] = {}
+_CAPS_CACHE: dict[tuple[str, int, int, str], CosignCapabilities] = {}
 
 
-def probe_capabilities(binary: str, *, env: Mapping[str, str] | None = None) -> CosignCapabilities:
-    """Read what ``binary`` supports from ``cosign sign --help`` (cached per file and mtime)."""
+def probe_capabilities(
+    binary: str, *, env: Mapping[str, str] | None = None, command: str = "sign"
+) -> CosignCapabilities:
+    """Read what ``binary``'s ``command`` supports from ``cosign COMMAND --help``.
+
+    Cached per file, mtime and command.
+    """
     info = os.stat(binary)
-    cache_key = (binary, info.st_mtime_ns, info.st_size)
+    cache_key = (binary, info.st_mtime_ns, info.st_size, command)
     with _CAPS_LOCK:
         cached = _CAPS_CACHE.get(cache_key)
     if cached is not None:
         return cached
     try:
-        done = run([binary, "sign", "--help"], env=env or os.environ, timeout=_PROBE_TIMEOUT)
+        done = run([binary, command, "--help"], env=env or os.environ, timeout=_PROBE_TIMEOUT)
     except ProcessTimeout:
-        raise CosignNotFoundError(binary, "'cosign sign --help' did not answer in time") from None
+        raise CosignNotFoundError(
+            binary, f"'cosign {command} --help' did not answer in time"
+        ) from None
     text = done.stdout + done.stderr
     caps = CosignCapabilities.from_help(text)
     if done.returncode != 0 or not caps.has("key"):
         raise CosignNotFoundError(
-            binary, f"does not look like cosign ('sign --help' exited {done.returncode})"
+            binary, f"does not look like cosign ('{command} --help' exited {done.returncode})"
         )
     _log.debug("cosign %s: %s generation, %d sign flags", binary, caps.generation, len(caps.flags))
     with _CAPS_LOCK:

@@ -27,7 +27,6 @@ import re
 import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import urllib.error
@@ -40,9 +39,10 @@ from typing import Any
 
 import attrs
 
-from cosign_signer._process import _stop_group
+from cosign_signer import _process
 from cosign_signer.errors import (
     CosignError,
+    CosignNotFoundError,
     ImageNotFoundError,
     RegistryAuthError,
     RegistryUnavailableError,
@@ -807,32 +807,20 @@ class RegistryClient:
         source = f"credential helper {name}"
         _log.debug("asking %s for credentials for %s", name, server)
         try:
-            process = subprocess.Popen(
-                [executable, "get"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=self._environ,
-                text=True,
-                errors="replace",
-                start_new_session=True,
+            process = _process.run(
+                [executable, "get"], env=self._environ, timeout=self._timeout, input=server
             )
-        except OSError as exc:
+        except CosignNotFoundError as exc:
             raise RegistryAuthError(
-                f"cannot run credential helper {executable}: {exc.strerror or exc}",
+                f"cannot run credential helper {executable}: {exc.reason}",
                 reference=ref.original,
             ) from None
-        try:
-            stdout, _stderr = process.communicate(server, timeout=self._timeout)
-        except subprocess.TimeoutExpired:
-            _stop_group(process)
+        except _process.ProcessTimeout:
             raise RegistryAuthError(
                 f"credential helper {name} did not answer within {self._timeout:g}s",
                 reference=ref.original,
             ) from None
-        except BaseException:
-            _stop_group(process)
-            raise
+        stdout = process.stdout
         if process.returncode != 0:
             message = stdout.strip()
             if message == _HELPER_NOT_FOUND:
