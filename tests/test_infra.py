@@ -148,7 +148,7 @@ def test_free_port_is_closed() -> None:
         pass
 
 
-def test_cosign_signs_and_verifies(  # noqa: PLR0917 (pytest passes fixtures by name)
+def test_cosign_signs_and_verifies(
     cosign_gen: str,
     cosign_bin: Path,
     keypair: KeyPair,
