@@ -9,6 +9,7 @@ the key password travels as ``COSIGN_PASSWORD`` and registry credentials in a pr
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -107,10 +108,14 @@ class CosignCommandBuilder:
         annotations: Mapping[str, str] | None = None,
         docker_config_dir: str | None = None,
         binary: str | None = None,
+        upload: bool = True,
+        recursive: bool = False,
     ) -> CosignCommand:
         """The command that signs ``references`` (each ``NAME@sha256:…``) with ``key``.
 
         ``docker_config_dir`` is the private folder holding registry credentials, when configured.
+        ``upload=False`` adds ``--upload=false`` (3.x then insists on a bundle file: it gets
+        ``--bundle=/dev/null``); ``recursive=True`` adds ``--recursive`` (an index and each child).
         """
         if not references:
             raise ValueError("no references to sign")
@@ -128,6 +133,7 @@ class CosignCommandBuilder:
         argv += self._registry_flags()
         if self._caps.has("timeout") and self._config.timeout > 2 * TIMEOUT_MARGIN:
             argv.append(f"--timeout={int(self._config.timeout - TIMEOUT_MARGIN)}s")
+        argv += self._sign_option_flags(upload=upload, recursive=recursive)
         for k, v in validate_annotations(annotations):
             argv += ["-a", f"{k}={v}"]
         argv.append("--")
@@ -135,6 +141,64 @@ class CosignCommandBuilder:
         return CosignCommand(
             argv=tuple(argv), env=self.environment(docker_config_dir), references=tuple(references)
         )
+
+    def sign_blob(
+        self,
+        key: ResolvedKey,
+        path: str,
+        *,
+        bundle_path: str,
+        binary: str | None = None,
+    ) -> CosignCommand:
+        """The command that signs file ``path``, writing its Sigstore bundle to ``bundle_path``.
+
+        Give this builder the capabilities of ``cosign sign-blob --help``. Both paths must be
+        absolute: cosign rewrites a single-dash argument into a flag even after ``--``.
+        2.x writes the Sigstore bundle format only when asked (``--new-bundle-format=true``);
+        3.x always does and refuses to sign without ``--bundle``.
+        """
+        for name, value in (("path", path), ("bundle_path", bundle_path)):
+            if not value.startswith("/"):
+                raise ValueError(f"{name} must be absolute, got {value!r}")
+        argv = [binary or self._config.cosign_binary, "sign-blob", "--key", key.reference, "-y"]
+        argv += self._tlog_flags()
+        if not self._caps.uses_signing_config and self._caps.has("new-bundle-format"):
+            argv.append("--new-bundle-format=true")
+        argv.append(f"--bundle={bundle_path}")
+        argv += self._timeout_flags()
+        argv += ["--", path]
+        return CosignCommand(argv=tuple(argv), env=self.environment(), references=(path,))
+
+    def verify(
+        self,
+        public_key: str,
+        reference: str,
+        *,
+        docker_config_dir: str | None = None,
+        binary: str | None = None,
+    ) -> CosignCommand:
+        """The command that verifies ``reference`` (``NAME@sha256:…``) against ``public_key``.
+
+        ``public_key`` is a PEM file or a KMS URI. The transparency log is not consulted
+        (``--insecure-ignore-tlog=true``): this checks the signature against the key, offline;
+        neither generation then reaches for the public TUF repository.
+        """
+        if reference.startswith("-") or "@sha256:" not in reference:
+            raise InvalidReferenceError(reference, "cosign is only given digest references")
+        argv = [binary or self._config.cosign_binary, "verify", "--key", public_key]
+        argv.append("--insecure-ignore-tlog=true")
+        argv += self._registry_flags()
+        argv += self._timeout_flags()
+        argv += ["--", reference]
+        return CosignCommand(
+            argv=tuple(argv), env=self.environment(docker_config_dir), references=(reference,)
+        )
+
+    def public_key(self, key: ResolvedKey, *, binary: str | None = None) -> CosignCommand:
+        """The command that prints the PEM public key of ``key`` (``COSIGN_PASSWORD`` unlocks)."""
+        argv = [binary or self._config.cosign_binary, "public-key", "--key", key.reference]
+        argv += self._timeout_flags()
+        return CosignCommand(argv=tuple(argv), env=self.environment())
 
     def environment(self, docker_config_dir: str | None = None) -> dict[str, str]:
         """The child's extra environment: ``env_variables`` plus credentials' locations."""
@@ -155,6 +219,22 @@ class CosignCommandBuilder:
         flags = [f"--tlog-upload={'true' if config.upload_tlog else 'false'}"]
         if config.upload_tlog and config.rekor_url:
             flags.append(f"--rekor-url={config.rekor_url}")
+        return flags
+
+    def _timeout_flags(self) -> list[str]:
+        if self._caps.has("timeout") and self._config.timeout > 2 * TIMEOUT_MARGIN:
+            return [f"--timeout={int(self._config.timeout - TIMEOUT_MARGIN)}s"]
+        return []
+
+    def _sign_option_flags(self, *, upload: bool, recursive: bool) -> list[str]:
+        flags = []
+        if not upload:
+            flags.append("--upload=false")
+            if self._caps.uses_signing_config:
+                # measured: 3.x "must enable upload to the OCI registry or specify a local --bundle"
+                flags.append(f"--bundle={os.devnull}")
+        if recursive:
+            flags.append("--recursive")
         return flags
 
     def _registry_flags(self) -> list[str]:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from cosign_signer.signer import SignResult
 
 __all__ = [
+    "ArtifactNotFoundError",
     "BatchSignError",
     "ConfigError",
     "CosignError",
@@ -29,6 +30,7 @@ __all__ = [
     "SigningKeyError",
     "TransparencyLogError",
     "UnknownKeyAliasError",
+    "VerificationError",
 ]
 
 _STDERR_TAIL_LINES = 20
@@ -96,6 +98,20 @@ class CosignNotFoundError(CosignSignerError):
             f"cannot run cosign binary {binary!r}: {reason}; "
             "install cosign or set cosign_binary in the configuration"
         )
+
+
+class ArtifactNotFoundError(CosignSignerError):
+    """A file to sign cannot be read, or its bundle cannot be written. Raised before cosign runs.
+
+    Missing, a directory or unreadable; or the bundle's folder is missing or not writable.
+    ``path`` is the file concerned (the artifact, or the bundle it would write), ``reason`` what
+    is wrong with it. Named like :class:`CosignNotFoundError`, which also covers "not executable".
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot sign {path!r}: {reason}")
 
 
 class CosignError(CosignSignerError):
@@ -188,6 +204,14 @@ class CosignTimeoutError(CosignError):
     def __init__(self, message: str, *, timeout: float, **kwargs: object) -> None:
         self.timeout = timeout
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class VerificationError(CosignError):
+    """No signature of the image verifies with the key (none at all, or none by this key).
+
+    Not retried. ``returncode`` is cosign's: 10 (no signatures found) or 12 (no matching
+    signatures) from both generations; 1 when 3.x rejects a bundle made with another key.
+    """
 
 
 class BatchSignError(CosignSignerError):
