@@ -5,9 +5,11 @@
 >>> signer.sign_images(["registry.example/app:1.2"], key="prod")      # doctest: +SKIP
 """
 
+from cosign_signer.blob import BlobSignResult
 from cosign_signer.command import CosignCapabilities, CosignCommand, CosignCommandBuilder
 from cosign_signer.config import Config
 from cosign_signer.errors import (
+    ArtifactNotFoundError,
     BatchSignError,
     ConfigError,
     CosignError,
@@ -21,13 +23,18 @@ from cosign_signer.errors import (
     SigningKeyError,
     TransparencyLogError,
     UnknownKeyAliasError,
+    VerificationError,
 )
 from cosign_signer.keys import KeyAliasResolver, ResolvedKey
+from cosign_signer.plan import PlannedCommand
 from cosign_signer.reference import ImageReference, parse_reference
 from cosign_signer.signer import Signer, SignResult
+from cosign_signer.verify import VerifyResult
 
 __all__ = [
+    "ArtifactNotFoundError",
     "BatchSignError",
+    "BlobSignResult",
     "Config",
     "ConfigError",
     "CosignCapabilities",
@@ -41,6 +48,7 @@ __all__ = [
     "ImageReference",
     "InvalidReferenceError",
     "KeyAliasResolver",
+    "PlannedCommand",
     "RegistryAuthError",
     "RegistryUnavailableError",
     "ResolvedKey",
@@ -49,6 +57,8 @@ __all__ = [
     "SigningKeyError",
     "TransparencyLogError",
     "UnknownKeyAliasError",
+    "VerificationError",
+    "VerifyResult",
     "parse_reference",
 ]
 __version__ = "0.1.0"

@@ -32,8 +32,9 @@ from typing import Any
 
 import attrs
 
-from cosign_signer import _classify, _process
+from cosign_signer import _classify, _process, blob, plan, verify
 from cosign_signer._registry import RegistryClient, RegistryCredentials
+from cosign_signer.blob import BlobSignResult
 from cosign_signer.command import (
     CosignCapabilities,
     CosignCommand,
@@ -51,7 +52,9 @@ from cosign_signer.errors import (
     SigningKeyError,
 )
 from cosign_signer.keys import KeyAliasResolver, ResolvedKey
+from cosign_signer.plan import PlannedCommand
 from cosign_signer.reference import DOCKER_HUB, ImageReference, parse_reference
+from cosign_signer.verify import PublicKeyCache, VerifyResult
 
 __all__ = ["OnResult", "SignResult", "Signer"]
 
@@ -68,12 +71,17 @@ _MAX_BACKOFF = 60.0
 
 @attrs.frozen
 class SignResult:
-    """One signed reference: as given, the manifest digest signed, the key alias, the log index."""
+    """One signed reference: as given, the manifest digest signed, the key alias, the log index.
+
+    ``skipped`` is true when ``sign_images(..., skip_signed=True)`` found the digest already
+    signed by the key and did not sign it again.
+    """
 
     reference: str
     digest: str
     key: str
     tlog_index: int | None = None
+    skipped: bool = False
 
 
 @attrs.define
@@ -156,6 +164,8 @@ class Signer:
         )
         self._cosign_lock = threading.Lock()
         self._cosign: tuple[str, CosignCapabilities] | None = None
+        self._blob_caps: CosignCapabilities | None = None
+        self._public_keys = PublicKeyCache()
 
     @classmethod
     def from_config_file(cls, path: str | os.PathLike[str]) -> Signer:
@@ -182,6 +192,16 @@ class Signer:
         """Find the cosign binary and read what it supports (once per Signer)."""
         return self._find_cosign()[1]
 
+    def close(self) -> None:
+        """Remove the public keys derived for verification. The Signer stays usable."""
+        self._public_keys.close()
+
+    def __enter__(self) -> Signer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def sign_image(
         self, reference: str, *, key: str, annotations: Mapping[str, str] | None = None
     ) -> SignResult:
@@ -198,11 +218,19 @@ class Signer:
         key: str,
         annotations: Mapping[str, str] | None = None,
         on_result: OnResult | None = None,
+        skip_signed: bool = False,
+        upload: bool = True,
+        recursive: bool = False,
     ) -> list[SignResult]:
         """Sign every reference; return results in input order or raise :class:`BatchSignError`.
 
         The same reference given twice is signed once. ``on_result`` is called (in the calling
         thread) as each reference finishes, with its result or its typed error.
+
+        ``skip_signed=True`` first verifies each reference with the key's public key and does not
+        sign again what verifies (``SignResult.skipped``); ``upload=False`` runs cosign with
+        ``--upload=false`` (nothing is written to the registry; it is still read);
+        ``recursive=True`` signs an image index and each of its child manifests (``--recursive``).
         """
         if isinstance(references, str):
             raise InvalidReferenceError(
@@ -229,15 +257,22 @@ class Signer:
                 on_result(original, outcome)
 
         with self._credentials_dir(parsed) as docker_config:
-            preflight_seconds = _BatchRun(
-                signer=self,
-                builder=builder,
-                binary=binary,
-                key=resolved_key,
-                annotations=annotations,
-                docker_config=docker_config,
-                finish=finish,
-            ).run(parsed)
+            to_sign = parsed
+            if skip_signed:
+                to_sign = self._skip_signed(parsed, resolved_key, builder, docker_config, finish)
+            preflight_seconds = 0.0
+            if to_sign:
+                preflight_seconds = _BatchRun(
+                    signer=self,
+                    builder=builder,
+                    binary=binary,
+                    key=resolved_key,
+                    annotations=annotations,
+                    docker_config=docker_config,
+                    finish=finish,
+                    upload=upload,
+                    recursive=recursive,
+                ).run(to_sign)
         _log.info(
             "signed %d of %d references with key %r in %.2f s (pre-flight %.2f s, cosign %s)",
             len(results),
@@ -255,7 +290,154 @@ class Signer:
             )
         return ordered
 
+    def verify_image(self, reference: str, *, key: str) -> VerifyResult:
+        """Verify that ``reference`` carries a signature made with ``key``'s alias.
+
+        A tag is resolved to its digest first, and the digest verified. Raises
+        :class:`VerificationError` when no signature verifies, or the typed error of the
+        pre-flight or of cosign (see :mod:`cosign_signer.verify`).
+        """
+        ref = parse_reference(reference)
+        resolved_key = self._resolver.resolve_key(key)
+        binary, caps = self._find_cosign()
+        builder = CosignCommandBuilder(self._config, caps)
+        with self._credentials_dir([ref]) as docker_config:
+            public_key = self._public_key(resolved_key, builder, binary)
+            return self._verify_ref(ref, resolved_key, public_key, builder, docker_config)
+
+    def sign_blob(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        key: str,
+        bundle_path: str | os.PathLike[str] | None = None,
+    ) -> BlobSignResult:
+        """Sign a file, writing its Sigstore bundle to ``bundle_path`` (``<file>.sigstore.json``).
+
+        Raises :class:`ArtifactNotFoundError` before cosign runs when the file can't be read or
+        the bundle can't be written, else cosign's typed error (see :mod:`cosign_signer.blob`).
+        """
+        resolved_key = self._resolver.resolve_key(key)
+        binary, _ = self._find_cosign()
+        with self._cosign_lock:
+            if self._blob_caps is None:
+                self._blob_caps = _process.probe_capabilities(binary, command="sign-blob")
+            caps = self._blob_caps
+        return blob.sign_blob(
+            path,
+            bundle_path=bundle_path,
+            config=self._config,
+            builder=CosignCommandBuilder(self._config, caps),
+            binary=binary,
+            key=resolved_key,
+            backoff=self._backoff,
+        )
+
+    def plan(
+        self,
+        references: Sequence[str],
+        *,
+        key: str,
+        annotations: Mapping[str, str] | None = None,
+        upload: bool = True,
+        recursive: bool = False,
+        capabilities: CosignCapabilities | None = None,
+    ) -> list[PlannedCommand]:
+        """The cosign commands ``sign_images`` would run for these arguments; nothing is signed.
+
+        No network is used and nothing is written. A tag can't be resolved without the registry:
+        its command shows the tag where cosign will get ``NAME@sha256:…`` and lists it in
+        ``PlannedCommand.unresolved`` (see :mod:`cosign_signer.plan`). The binary is found on
+        disk; its flags come from ``capabilities`` when given (then no process starts at all),
+        else from ``cosign sign --help``, read once per Signer as ``sign_images`` does.
+        """
+        if isinstance(references, str):
+            raise InvalidReferenceError(
+                references, "plan takes a list of references, like sign_images"
+            )
+        parsed = _parse_all(references)
+        validate_annotations(annotations)
+        resolved_key = self._resolver.resolve_key(key)
+        if capabilities is None:
+            binary, capabilities = self._find_cosign()
+        else:
+            binary = _process.find_executable(self._config.cosign_binary)
+        return plan.plan_sign(
+            parsed,
+            builder=CosignCommandBuilder(self._config, capabilities),
+            key=resolved_key,
+            binary=binary,
+            workers=self._max_workers(),
+            credentials=(
+                self._config.registry_user is not None
+                and self._config.registry_password is not None
+            ),
+            secrets=self._config.secret_values,
+            annotations=annotations,
+            upload=upload,
+            recursive=recursive,
+        )
+
     # ---- internals ---------------------------------------------------------------------------
+
+    def _public_key(self, key: ResolvedKey, builder: CosignCommandBuilder, binary: str) -> str:
+        return self._public_keys.path_for(
+            key,
+            lambda: verify.derive_public_key(
+                config=self._config, builder=builder, binary=binary, key=key
+            ),
+        )
+
+    def _verify_ref(
+        self,
+        ref: ImageReference,
+        key: ResolvedKey,
+        public_key: str,
+        builder: CosignCommandBuilder,
+        docker_config: str | None,
+    ) -> VerifyResult:
+        digest = self._resolve_with_retries(ref)
+        return verify.verify_digest(
+            ref.original,
+            ref.with_digest(digest),
+            digest,
+            public_key=public_key,
+            key=key,
+            config=self._config,
+            builder=builder,
+            binary=self._find_cosign()[0],
+            docker_config_dir=docker_config,
+            backoff=self._backoff,
+        )
+
+    def _skip_signed(
+        self,
+        parsed: Sequence[ImageReference],
+        key: ResolvedKey,
+        builder: CosignCommandBuilder,
+        docker_config: str | None,
+        finish: Callable[[str, SignResult | CosignSignerError], None],
+    ) -> list[ImageReference]:
+        """Finish what is signed already (or can't be checked); return what is left to sign."""
+        try:
+            public_key = self._public_key(key, builder, self._find_cosign()[0])
+        except CosignError as exc:
+            for ref in parsed:
+                finish(ref.original, exc)
+            return []
+        verified, failed, unsigned = verify.split_signed(
+            parsed,
+            lambda ref: self._verify_ref(ref, key, public_key, builder, docker_config),
+            workers=self._max_workers(),
+        )
+        for ref in parsed:
+            if ref.original in verified:
+                done = verified[ref.original]
+                finish(ref.original, SignResult(ref.original, done.digest, key.alias, skipped=True))
+            elif ref.original in failed:
+                finish(ref.original, failed[ref.original])
+        _log.info("%d of %d references were signed already", len(verified), len(parsed))
+        return unsigned
 
     def _find_cosign(self) -> tuple[str, CosignCapabilities]:
         with self._cosign_lock:
@@ -332,7 +514,11 @@ class _BatchRun:
         annotations: Mapping[str, str] | None,
         docker_config: str | None,
         finish: Callable[[str, SignResult | CosignSignerError], None],
+        upload: bool = True,
+        recursive: bool = False,
     ) -> None:
+        self._upload = upload
+        self._recursive = recursive
         self._signer = signer
         self._config = signer.config
         self._builder = builder
@@ -434,6 +620,8 @@ class _BatchRun:
             annotations=self._annotations,
             docker_config_dir=self._docker_config,
             binary=self._binary,
+            upload=self._upload,
+            recursive=self._recursive,
         )
 
     def _run_chunk(self, chunk: _Chunk) -> _process.Completed | _process.ProcessTimeout:
@@ -562,7 +750,7 @@ class _BatchRun:
 
     def _succeed(self, targets: Sequence[_Target], indices: Sequence[int]) -> None:
         for position, target in enumerate(targets):
-            index = indices[position] if position < len(indices) else None
+            index = indices[position] if position < len(indices) and not self._recursive else None
             self._settle_target(
                 target,
                 functools.partial(
