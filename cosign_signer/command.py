@@ -19,11 +19,19 @@ from cosign_signer.config import Config
 from cosign_signer.errors import ConfigError, InvalidReferenceError
 from cosign_signer.keys import ResolvedKey
 
-__all__ = ["CosignCapabilities", "CosignCommand", "CosignCommandBuilder", "validate_annotations"]
+__all__ = [
+    "CosignCapabilities",
+    "CosignCommand",
+    "CosignCommandBuilder",
+    "TlogSetup",
+    "validate_annotations",
+]
 
 _FLAG = re.compile(r"(?<![\w-])--([a-z0-9][a-z0-9-]*)")
 _ANNOTATION_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Validity start of the services in the signing configs and trusted roots this library writes.
+TLOG_START_TIME = "2020-01-01T00:00:00Z"
 #: Seconds our own timeout leaves cosign to report its ``--timeout`` before we kill it.
 TIMEOUT_MARGIN = 5.0
 
@@ -68,6 +76,20 @@ class CosignCommand:
     references: tuple[str, ...] = ()
 
 
+@attrs.frozen
+class TlogSetup:
+    """How cosign reaches the transparency log, prepared once per Signer (see ``_tlog.py``).
+
+    cosign 3.x: the private signing config and trusted root it signs with. Both: the log's public
+    key file (cosign 2.x reads it from ``SIGSTORE_REKOR_PUBLIC_KEY`` instead of public TUF).
+    """
+
+    api_version: int
+    signing_config: str | None = None
+    trusted_root: str | None = None
+    public_key_path: str | None = None
+
+
 def validate_annotations(annotations: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
     """Check annotations are safe to pass as ``-a key=value``; raise :class:`ConfigError` if not."""
     if not annotations:
@@ -110,8 +132,13 @@ class CosignCommandBuilder:
         binary: str | None = None,
         upload: bool = True,
         recursive: bool = False,
+        tlog: TlogSetup | None = None,
+        bundle: str | None = None,
     ) -> CosignCommand:
         """The command that signs ``references`` (each ``NAME@sha256:…``) with ``key``.
+
+        With ``upload_tlog``, cosign 3.x needs ``tlog`` (its signing config and trusted root) and
+        writes the Sigstore bundle — where the log index is read from — to ``bundle``.
 
         ``docker_config_dir`` is the private folder holding registry credentials, when configured.
         ``upload=False`` adds ``--upload=false`` (3.x then insists on a bundle file: it gets
@@ -129,18 +156,47 @@ class CosignCommandBuilder:
             key.reference,
             "-y",
         ]
-        argv += self._tlog_flags()
+        argv += self.tlog_flags(tlog)
         argv += self._registry_flags()
-        if self._caps.has("timeout") and self._config.timeout > 2 * TIMEOUT_MARGIN:
-            argv.append(f"--timeout={int(self._config.timeout - TIMEOUT_MARGIN)}s")
-        argv += self._sign_option_flags(upload=upload, recursive=recursive)
+        argv += self._timeout_flags()
+        if bundle is not None and self._caps.has("bundle"):
+            argv.append(f"--bundle={bundle}")
+        argv += self._sign_option_flags(upload=upload, recursive=recursive, bundle=bundle)
         for k, v in validate_annotations(annotations):
             argv += ["-a", f"{k}={v}"]
         argv.append("--")
         argv += references
         return CosignCommand(
-            argv=tuple(argv), env=self.environment(docker_config_dir), references=tuple(references)
+            argv=tuple(argv),
+            env=self.environment(docker_config_dir, tlog=tlog),
+            references=tuple(references),
         )
+
+    def signing_config_create(
+        self, *, rekor_url: str, api_version: int, out: str, binary: str | None = None
+    ) -> CosignCommand:
+        """cosign 3.x: write a signing config whose only service is this Rekor (no Fulcio/TSA)."""
+        argv = [
+            binary or self._config.cosign_binary, "signing-config", "create",
+            "--no-default-fulcio", "--no-default-oidc", "--no-default-tsa", "--no-default-rekor",
+            f"--rekor=url={rekor_url},api-version={api_version},"
+            f"start-time={TLOG_START_TIME},operator=cosign-signer",
+            "--rekor-config=ANY",
+            f"--out={out}",
+        ]  # fmt: skip
+        return CosignCommand(argv=tuple(argv), env={})
+
+    def trusted_root_create(
+        self, *, rekor_url: str, public_key: str, out: str, binary: str | None = None
+    ) -> CosignCommand:
+        """cosign 3.x: write a trusted root holding this Rekor's public key (no CT log, no CA)."""
+        argv = [
+            binary or self._config.cosign_binary, "trusted-root", "create",
+            "--no-default-ctfe", "--no-default-fulcio", "--no-default-rekor", "--no-default-tsa",
+            f"--rekor=url={rekor_url},public-key={public_key},start-time={TLOG_START_TIME}",
+            f"--out={out}",
+        ]  # fmt: skip
+        return CosignCommand(argv=tuple(argv), env={})
 
     def sign_blob(
         self,
@@ -161,7 +217,7 @@ class CosignCommandBuilder:
             if not value.startswith("/"):
                 raise ValueError(f"{name} must be absolute, got {value!r}")
         argv = [binary or self._config.cosign_binary, "sign-blob", "--key", key.reference, "-y"]
-        argv += self._tlog_flags()
+        argv += self.tlog_flags()
         if not self._caps.uses_signing_config and self._caps.has("new-bundle-format"):
             argv.append("--new-bundle-format=true")
         argv.append(f"--bundle={bundle_path}")
@@ -200,22 +256,38 @@ class CosignCommandBuilder:
         argv += self._timeout_flags()
         return CosignCommand(argv=tuple(argv), env=self.environment())
 
-    def environment(self, docker_config_dir: str | None = None) -> dict[str, str]:
+    def environment(
+        self, docker_config_dir: str | None = None, *, tlog: TlogSetup | None = None
+    ) -> dict[str, str]:
         """The child's extra environment: ``env_variables`` plus credentials' locations."""
         env: dict[str, str] = dict(self._config.env_variables)
         if docker_config_dir is not None:
             env["DOCKER_CONFIG"] = docker_config_dir
+        if tlog is not None and tlog.public_key_path and not self._caps.uses_signing_config:
+            env["SIGSTORE_REKOR_PUBLIC_KEY"] = tlog.public_key_path
         return env
 
-    def _tlog_flags(self) -> list[str]:
+    def tlog_flags(self, tlog: TlogSetup | None = None) -> list[str]:
+        """The transparency-log flags for this binary; ConfigError for a log it can't use."""
         config = self._config
         if self._caps.uses_signing_config:
-            if config.upload_tlog:
+            if not config.upload_tlog:
+                return ["--use-signing-config=false", "--tlog-upload=false"]
+            if tlog is None or not tlog.signing_config or not tlog.trusted_root:
                 raise ConfigError(
-                    "upload_tlog: uploading to a transparency log with cosign 3.x needs a signing "
-                    "config, which this version of cosign_signer does not write yet"
+                    "upload_tlog: cosign 3.x uploads through a signing config and trusted root; "
+                    "build commands through Signer, which writes them"
                 )
-            return ["--use-signing-config=false", "--tlog-upload=false"]
+            # Never combined with --rekor-url/--tlog-upload (cosign 3 refuses the mix).
+            return [
+                f"--signing-config={tlog.signing_config}",
+                f"--trusted-root={tlog.trusted_root}",
+            ]
+        if tlog is not None and tlog.api_version != 1:
+            raise ConfigError(
+                f"rekor_api_version: cosign 2.x uploads to Rekor v1 only; {config.rekor_url} is a "
+                f"Rekor v{tlog.api_version} (rekor-tiles) log: use cosign 3.x or a Rekor v1 log"
+            )
         flags = [f"--tlog-upload={'true' if config.upload_tlog else 'false'}"]
         if config.upload_tlog and config.rekor_url:
             flags.append(f"--rekor-url={config.rekor_url}")
@@ -226,11 +298,13 @@ class CosignCommandBuilder:
             return [f"--timeout={int(self._config.timeout - TIMEOUT_MARGIN)}s"]
         return []
 
-    def _sign_option_flags(self, *, upload: bool, recursive: bool) -> list[str]:
+    def _sign_option_flags(
+        self, *, upload: bool, recursive: bool, bundle: str | None = None
+    ) -> list[str]:
         flags = []
         if not upload:
             flags.append("--upload=false")
-            if self._caps.uses_signing_config:
+            if self._caps.uses_signing_config and bundle is None:
                 # measured: 3.x "must enable upload to the OCI registry or specify a local --bundle"
                 flags.append(f"--bundle={os.devnull}")
         if recursive:

@@ -51,6 +51,7 @@ NonNegativeInt = NewType("NonNegativeInt", int)
 PositiveInt = NewType("PositiveInt", int)
 EnvName = NewType("EnvName", str)
 NonEmptyStr = NewType("NonEmptyStr", str)
+RekorApiVersion = NewType("RekorApiVersion", int)
 EnvVariables = NewType("EnvVariables", dict[str, str])
 KeyAliases = NewType("KeyAliases", dict[str, str])
 
@@ -86,6 +87,8 @@ class Config:
     """
 
     rekor_url: HttpUrl | None = None
+    rekor_public_key: NonEmptyStr | None = None
+    rekor_api_version: RekorApiVersion | None = None
     upload_tlog: bool = False
     registry_user: NonEmptyStr | None = None
     registry_password: NonEmptyStr | None = attrs.field(default=None, repr=_hidden)
@@ -285,6 +288,8 @@ def _http_url(value: object, _type: object) -> HttpUrl:
     parsed = urllib.parse.urlsplit(text)
     if parsed.scheme not in {"http", "https"} or not parsed.hostname:
         raise ValueError("expected an http:// or https:// URL with a host")
+    if "," in text or parsed.username or parsed.password:
+        raise ValueError("must not contain ',' or credentials")
     return HttpUrl(text.rstrip("/"))
 
 
@@ -307,6 +312,13 @@ def _positive_int(value: object, _type: object) -> PositiveInt:
     if number < 1:
         raise ValueError(f"must be 1 or more, got {number}")
     return PositiveInt(number)
+
+
+def _rekor_api_version(value: object, _type: object) -> RekorApiVersion:
+    number = _check(int, "a whole number")(value, _type)
+    if number not in {1, 2}:
+        raise ValueError(f"expected 1 (rekor-server) or 2 (rekor-tiles), got {number}")
+    return RekorApiVersion(number)
 
 
 def _env_name(value: object, _type: object) -> EnvName:
@@ -339,6 +351,7 @@ def _make_converter() -> cattrs.Converter:
         (NonNegativeInt, _non_negative_int),
         (PositiveInt, _positive_int),
         (EnvName, _env_name),
+        (RekorApiVersion, _rekor_api_version),
     ):
         converter.register_structure_hook(new_type, hook)
     converter.register_structure_hook(EnvVariables, _mapping_hook(_env_name, _env_value))

@@ -32,13 +32,14 @@ from typing import Any
 
 import attrs
 
-from cosign_signer import _classify, _process, blob, plan, verify
+from cosign_signer import _classify, _process, _tlog, blob, plan, verify
 from cosign_signer._registry import RegistryClient, RegistryCredentials
 from cosign_signer.blob import BlobSignResult
 from cosign_signer.command import (
     CosignCapabilities,
     CosignCommand,
     CosignCommandBuilder,
+    TlogSetup,
     redact,
     validate_annotations,
 )
@@ -100,6 +101,8 @@ class _Target:
 class _Chunk:
     targets: list[_Target]
     not_before: float = 0.0
+    #: Where cosign 3.x writes this run's Sigstore bundle (to read the log index from).
+    bundle: str | None = None
 
 
 class _KeyedLocks:
@@ -166,6 +169,7 @@ class Signer:
         self._cosign: tuple[str, CosignCapabilities] | None = None
         self._blob_caps: CosignCapabilities | None = None
         self._public_keys = PublicKeyCache()
+        self._tlog_files = _tlog.TlogFiles()
 
     @classmethod
     def from_config_file(cls, path: str | os.PathLike[str]) -> Signer:
@@ -193,8 +197,10 @@ class Signer:
         return self._find_cosign()[1]
 
     def close(self) -> None:
-        """Remove the public keys derived for verification. The Signer stays usable."""
+        """Remove the private files this Signer wrote (derived public keys, the signing config
+        and trusted root for the transparency log). The Signer stays usable."""
         self._public_keys.close()
+        self._tlog_files.close()
 
     def __enter__(self) -> Signer:
         return self
@@ -243,6 +249,9 @@ class Signer:
         builder = CosignCommandBuilder(self._config, caps)
         if not parsed:
             return []
+        tlog = None
+        if self._config.upload_tlog and upload:
+            tlog = self._tlog_files.setup(self._config, builder, binary)
 
         started = time.monotonic()
         results: dict[str, SignResult] = {}
@@ -272,6 +281,7 @@ class Signer:
                     finish=finish,
                     upload=upload,
                     recursive=recursive,
+                    tlog=tlog,
                 ).run(to_sign)
         _log.info(
             "signed %d of %d references with key %r in %.2f s (pre-flight %.2f s, cosign %s)",
@@ -516,9 +526,14 @@ class _BatchRun:
         finish: Callable[[str, SignResult | CosignSignerError], None],
         upload: bool = True,
         recursive: bool = False,
+        tlog: TlogSetup | None = None,
     ) -> None:
         self._upload = upload
         self._recursive = recursive
+        self._tlog = tlog
+        # cosign 3.x writes one bundle per run, for its last reference: to read every
+        # reference's log index, each runs alone (3.x decrypts the key per reference anyway).
+        self._bundle_per_ref = tlog is not None and builder.capabilities.uses_signing_config
         self._signer = signer
         self._config = signer.config
         self._builder = builder
@@ -527,7 +542,7 @@ class _BatchRun:
         self._annotations = annotations
         self._docker_config = docker_config
         self._finish = finish
-        self._env = {**os.environ, **builder.environment(docker_config)}
+        self._env = {**os.environ, **builder.environment(docker_config, tlog=tlog)}
 
     def run(self, parsed: Sequence[ImageReference]) -> float:
         """Pre-flight every reference and sign what exists; return the pre-flight's seconds.
@@ -538,6 +553,8 @@ class _BatchRun:
         started = time.monotonic()
         workers = min(self._signer._max_workers(), len(parsed))
         size = min(_MAX_REFS_PER_PROCESS, -(-len(parsed) // workers))
+        if self._bundle_per_ref:
+            size = 1
         targets: dict[tuple[str, str, str], _Target] = {}
         forming: list[_Target] = []
         queue: deque[_Chunk] = deque()
@@ -564,14 +581,11 @@ class _BatchRun:
                     if taken == len(parsed):
                         preflight_seconds = time.monotonic() - started
                 now = time.monotonic()
-                while queue and len(running) < workers and queue[0].not_before <= now:
-                    chunk = queue.popleft()
-                    running[pool.submit(self._run_chunk, chunk)] = chunk
+                self._start_due(queue, running, pool, workers, now)
                 waiting: set[cf.Future[Any]] = set(running)
                 if taken < len(parsed):
                     waiting.add(resolving[taken])
-                delay = min((c.not_before for c in queue), default=None)
-                timeout = None if delay is None else max(0.0, delay - now)
+                timeout = _time_to_next(queue, now)
                 if not waiting:
                     time.sleep(timeout or 0.0)
                     continue
@@ -589,6 +603,19 @@ class _BatchRun:
         pool.shutdown(wait=True)
         preflight.shutdown(wait=True)
         return preflight_seconds
+
+    def _start_due(
+        self,
+        queue: deque[_Chunk],
+        running: dict[cf.Future[Any], _Chunk],
+        pool: cf.ThreadPoolExecutor,
+        workers: int,
+        now: float,
+    ) -> None:
+        """Start queued chunks whose time has come, up to ``workers`` processes at once."""
+        while queue and len(running) < workers and queue[0].not_before <= now:
+            chunk = queue.popleft()
+            running[pool.submit(self._run_chunk, chunk)] = chunk
 
     def _admit(
         self,
@@ -614,6 +641,8 @@ class _BatchRun:
         return None
 
     def _command(self, chunk: _Chunk) -> CosignCommand:
+        if self._bundle_per_ref and chunk.bundle is None:
+            chunk.bundle = self._signer._tlog_files.bundle_path()
         return self._builder.sign(
             self._key,
             [t.cosign_ref for t in chunk.targets],
@@ -622,6 +651,8 @@ class _BatchRun:
             binary=self._binary,
             upload=self._upload,
             recursive=self._recursive,
+            tlog=self._tlog,
+            bundle=chunk.bundle,
         )
 
     def _run_chunk(self, chunk: _Chunk) -> _process.Completed | _process.ProcessTimeout:
@@ -648,7 +679,7 @@ class _BatchRun:
             error_type: type[CosignError] = CosignTimeoutError
             transient, returncode = True, None
         elif outcome.returncode == 0:
-            self._succeed(targets, _classify.tlog_indices(outcome.stderr))
+            self._succeed(targets, self._tlog_indices(chunk, outcome.stderr))
             _log.info("cosign signed %d references in %.2f s", len(refs), outcome.seconds)
             return []
         else:
@@ -668,7 +699,7 @@ class _BatchRun:
         else:
             at = refs.index(failing)
             signed, failed, rest = targets[:at], [targets[at]], targets[at + 1 :]
-        self._succeed(signed, _classify.tlog_indices(outcome.stderr))
+        self._succeed(signed, self._tlog_indices(chunk, outcome.stderr))
         summary = _classify.summary_line(stderr)
         _log.info("cosign stopped after %d of %d references: %s", len(signed), len(refs), summary)
         later: list[_Chunk] = [_Chunk(rest)] if rest else []
@@ -748,6 +779,18 @@ class _BatchRun:
             transient=transient,
         )
 
+    def _tlog_indices(self, chunk: _Chunk, stderr: str) -> list[int]:
+        """Log indices of the chunk's references, in order: cosign 2.x prints them, 3.x puts
+        them in the bundle (then removed: it was only written to be read here)."""
+        if self._tlog is None:
+            return []
+        if chunk.bundle is None:
+            return _classify.tlog_indices(stderr)
+        index = _tlog.read_bundle_index(chunk.bundle)
+        with contextlib.suppress(OSError):
+            Path(chunk.bundle).unlink()
+        return [] if index is None else [index]
+
     def _succeed(self, targets: Sequence[_Target], indices: Sequence[int]) -> None:
         for position, target in enumerate(targets):
             index = indices[position] if position < len(indices) and not self._recursive else None
@@ -760,6 +803,12 @@ class _BatchRun:
                     tlog_index=index if self._config.upload_tlog else None,
                 ),
             )
+
+
+def _time_to_next(queue: deque[_Chunk], now: float) -> float | None:
+    """Seconds until the earliest queued chunk may start (None when nothing is queued)."""
+    due = min((c.not_before for c in queue), default=None)
+    return None if due is None else max(0.0, due - now)
 
 
 def _parse_all(references: Sequence[str]) -> list[ImageReference]:

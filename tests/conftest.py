@@ -11,6 +11,7 @@ from ``registry_factory``.
 from __future__ import annotations
 
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,13 @@ import pytest
 
 from tests.infra.images import ImageRef, Pusher, push_image
 from tests.infra.registry import HtpasswdAuth, RegistryAuth, RegistryFactory, RegistryServer
+from tests.infra.rekor import (
+    RekorTools,
+    RekorToolsNotProvisionedError,
+    RekorV1Server,
+    RekorV2Server,
+    find_rekor_tools,
+)
 from tests.infra.tools import (
     GENERATIONS,
     KeyPair,
@@ -45,6 +53,9 @@ INTEGRATION_FIXTURES = frozenset(
         "image",
         "push",
         "docker_config",
+        "rekor_tools",
+        "rekor_v1",
+        "rekor_v2",
     }
 )
 
@@ -53,6 +64,9 @@ INTEGRATION_FIXTURES = frozenset(
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "rekor: runs a real Rekor log (needs scripts/provision-rekor.sh)"
+    )
     config.addinivalue_line(
         "markers",
         "integration: runs the real cosign binaries and/or a real registry "
@@ -187,3 +201,41 @@ def other_keypair(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Key
         return generate_key_pair(tools, tmp_path_factory.mktemp("other-keys"), "other")
     except KeyPairError as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+# ---- transparency logs --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def rekor_tools() -> RekorTools:
+    """The Rekor binaries built by ``scripts/provision-rekor.sh`` (fails, never skips, if absent)."""
+    try:
+        return find_rekor_tools(REPO_ROOT)
+    except RekorToolsNotProvisionedError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def rekor_v1(rekor_tools: RekorTools) -> Iterator[RekorV1Server]:
+    """A real Rekor v1 (rekor-server + Trillian + MariaDB) on loopback. Shared: don't stop it."""
+    with RekorV1Server(rekor_tools) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rekor_v2(rekor_tools: RekorTools) -> Iterator[RekorV2Server]:
+    """A real Rekor v2 (rekor-tiles, POSIX storage) on loopback. Shared: don't stop it."""
+    with RekorV2Server(rekor_tools) as server:
+        yield server
+
+
+@pytest.fixture
+def unrelated_log_key(tmp_path: Path, rekor_tools: RekorTools) -> Path:
+    """The public key of no log at all (for "verify with the wrong log key")."""
+    private, public = tmp_path / "unrelated.key", tmp_path / "unrelated.pub"
+    for argv in (
+        ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(private)],
+        ["pkey", "-in", str(private), "-pubout", "-out", str(public)],
+    ):  # fmt: skip
+        subprocess.run([str(rekor_tools.openssl), *argv], check=True, capture_output=True)
+    return public

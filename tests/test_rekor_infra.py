@@ -11,7 +11,6 @@ import base64
 import json
 import re
 import subprocess
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,26 +37,6 @@ COSIGN2_INDEX = re.compile(r"^tlog entry created with index: (\d+)$", re.MULTILI
 # ---- fixtures -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def rekor_tools() -> RekorTools:
-    try:
-        return find_rekor_tools(REPO_ROOT)
-    except RekorToolsNotProvisionedError as exc:
-        pytest.fail(str(exc), pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def rekor_v1(rekor_tools: RekorTools) -> Iterator[RekorV1Server]:
-    with RekorV1Server(rekor_tools) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def rekor_v2(rekor_tools: RekorTools) -> Iterator[RekorV2Server]:
-    with RekorV2Server(rekor_tools) as server:
-        yield server
-
-
 @pytest.fixture
 def env(tmp_path: Path, keypair: KeyPair) -> dict[str, str]:
     return cosign_environ(home=tmp_path / "home", password=keypair.password)
@@ -67,18 +46,6 @@ def env(tmp_path: Path, keypair: KeyPair) -> dict[str, str]:
 def fresh_image(open_registry: RegistryServer) -> str:
     digest = push_image(open_registry.url, "rekor-smoke")
     return f"{open_registry.host}/rekor-smoke@{digest}"
-
-
-@pytest.fixture
-def unrelated_log_key(tmp_path: Path, rekor_tools: RekorTools) -> Path:
-    """The public key of no log at all (for "verify with the wrong log key")."""
-    private, public = tmp_path / "unrelated.key", tmp_path / "unrelated.pub"
-    for argv in (
-        ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(private)],
-        ["pkey", "-in", str(private), "-pubout", "-out", str(public)],
-    ):  # fmt: skip
-        subprocess.run([str(rekor_tools.openssl), *argv], check=True, capture_output=True)
-    return public
 
 
 def cosign(binary: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
