@@ -83,6 +83,7 @@ def sign_blob(
     command = builder.sign_blob(key, str(artifact), bundle_path=str(bundle), binary=binary)
     env = {**os.environ, **command.env}
     secrets = config.secret_values
+    shown_argv = tuple(redact(arg, secrets) for arg in command.argv)  # for errors only
     attempt = 1
     while True:
         started = time.monotonic()
@@ -93,20 +94,20 @@ def sign_blob(
                 f"cosign did not finish within {config.timeout:g} s; its process group was killed",
                 timeout=config.timeout,
                 reference=str(artifact),
-                argv=command.argv,
+                argv=shown_argv,
                 stderr=redact(exc.stderr, secrets),
                 attempts=attempt,
             )
         else:
             if done.returncode == 0:
                 _log.info("signed %s in %.2f s", artifact, time.monotonic() - started)
-                return _result(artifact, digest, bundle, command.argv)
+                return _result(artifact, digest, bundle, shown_argv)
             stderr = redact(done.stderr, secrets)
             error_type, transient = _classify.classify(stderr)
             error = error_type(
                 f"signing {artifact} failed: {_classify.summary_line(stderr)}",
                 reference=str(artifact),
-                argv=command.argv,
+                argv=shown_argv,
                 returncode=done.returncode,
                 stderr=stderr,
                 attempts=attempt,

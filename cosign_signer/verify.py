@@ -138,13 +138,14 @@ def derive_public_key(
     """Run ``cosign public-key --key KEY``; return the PEM or raise :class:`SigningKeyError`."""
     command = builder.public_key(key, binary=binary)
     secrets = config.secret_values
+    shown_argv = tuple(redact(arg, secrets) for arg in command.argv)  # for errors only
     try:
         done = _process.run(command.argv, env={**os.environ, **command.env}, timeout=config.timeout)
     except _process.ProcessTimeout as exc:
         raise CosignTimeoutError(
             f"cosign public-key did not finish within {config.timeout:g} s",
             timeout=config.timeout,
-            argv=command.argv,
+            argv=shown_argv,
             stderr=redact(exc.stderr, secrets),
         ) from None
     if done.returncode != 0 or "PUBLIC KEY-----" not in done.stdout:
@@ -152,7 +153,7 @@ def derive_public_key(
         raise SigningKeyError(
             f"deriving the public key of alias {key.alias!r} failed: "
             f"{_classify.summary_line(stderr)}",
-            argv=command.argv,
+            argv=shown_argv,
             returncode=done.returncode,
             stderr=stderr,
         )
@@ -223,6 +224,7 @@ def _verify_once(
     try:
         done = _process.run(argv, env={**os.environ, **extra_env}, timeout=config.timeout)
     except _process.ProcessTimeout as exc:
+        argv = tuple(redact(arg, secrets) for arg in argv)
         raise CosignTimeoutError(
             f"cosign verify did not finish within {config.timeout:g} s; "
             "its process group was killed",
@@ -237,6 +239,7 @@ def _verify_once(
             reference=original, digest=digest, key=key.alias, payloads=parse_payloads(done.stdout)
         )
     stderr = redact(done.stderr, secrets)
+    argv = tuple(redact(arg, secrets) for arg in argv)  # what errors show
     summary = _classify.summary_line(stderr)
     if done.returncode in (_NO_SIGNATURES, _NO_MATCHING_SIGNATURES) or _UNVERIFIED.search(summary):
         raise VerificationError(

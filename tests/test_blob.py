@@ -113,13 +113,21 @@ def test_wrong_key_password_is_a_signing_key_error(
 ) -> None:
     file = tmp_path / "f.txt"
     file.write_text("x")
+    token = "tok-" + os.urandom(8).hex()  # a secret value that also appears in the key's path
+    (tmp_path / token).mkdir()
+    key = tmp_path / token / "cosign.key"
+    key.write_bytes(keypair.key_path.read_bytes())
     signer = make_signer(
-        cosign_bin, None, keypair, env_variables={"COSIGN_PASSWORD": "wrong-pw-123"}
-    )
+        cosign_bin, None, keypair, key_aliases={"prod": str(key)},
+        env_variables={"COSIGN_PASSWORD": "wrong-pw-123", "MY_API_TOKEN": token},
+    )  # fmt: skip
     with pytest.raises(SigningKeyError) as info:
         signer.sign_blob(file, key="prod")
     assert "decrypt" in str(info.value)
     assert info.value.argv[1] == "sign-blob"
+    assert info.value.argv[3].endswith("/***/cosign.key")
     assert info.value.reference == str(file)
-    assert "wrong-pw-123" not in str(info.value)
+    for text in (str(info.value), " ".join(info.value.argv)):
+        assert "wrong-pw-123" not in text
+        assert token not in text
     assert not (tmp_path / "f.txt.sigstore.json").exists()
