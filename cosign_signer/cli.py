@@ -158,22 +158,22 @@ def _cmd_sign_blob(args: argparse.Namespace, out: _Output) -> int:
     files = list(dict.fromkeys(args.files))
     if args.bundle is not None and len(files) > 1:
         raise UsageError("--bundle names one bundle: give one file with it")
-    failed = False
+    outcomes: dict[str, Outcome] = {}
     with _signer(args) as signer:
         key = _key(args, signer)
         progress = _Progress(out.stderr, total=len(files), verb="signing")
         try:
             for file in files:
-                outcome: Outcome
                 try:
-                    outcome = signer.sign_blob(file, key=key, bundle_path=args.bundle)
+                    outcomes[file] = signer.sign_blob(file, key=key, bundle_path=args.bundle)
                 except (ArtifactNotFoundError, CosignError) as exc:
-                    outcome, failed = exc, True
-                progress.step(file, outcome)
-                out.outcome(file, outcome, field="path")
+                    outcomes[file] = exc
+                progress.step(file, outcomes[file])
         finally:
             progress.close()
-    return EXIT_FAILED if failed else EXIT_OK
+    for file, outcome in outcomes.items():
+        out.outcome(file, outcome, field="path")
+    return EXIT_OK if all(not isinstance(o, Exception) for o in outcomes.values()) else EXIT_FAILED
 
 
 def _cmd_plan(args: argparse.Namespace, out: _Output) -> int:
