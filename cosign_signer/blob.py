@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from cosign_signer import _classify, _process
-from cosign_signer.command import CosignCommandBuilder, redact
+from cosign_signer.command import CosignCommandBuilder, TlogSetup, redact
 from cosign_signer.config import Config
 from cosign_signer.errors import ArtifactNotFoundError, CosignError, CosignTimeoutError
 from cosign_signer.keys import ResolvedKey
@@ -68,6 +68,7 @@ def sign_blob(
     binary: str,
     key: ResolvedKey,
     backoff: Callable[[int], float],
+    tlog: TlogSetup | None = None,
 ) -> BlobSignResult:
     """Sign one file with ``key`` (``builder`` holds ``cosign sign-blob --help``'s capabilities).
 
@@ -80,7 +81,9 @@ def sign_blob(
     digest = _hash_file(artifact)
     bundle = Path(bundle_path).absolute() if bundle_path else default_bundle_path(artifact)
     _check_bundle_destination(bundle, artifact)
-    command = builder.sign_blob(key, str(artifact), bundle_path=str(bundle), binary=binary)
+    command = builder.sign_blob(
+        key, str(artifact), bundle_path=str(bundle), binary=binary, tlog=tlog
+    )
     env = {**os.environ, **command.env}
     secrets = config.secret_values
     shown_argv = tuple(redact(arg, secrets) for arg in command.argv)  # for errors only

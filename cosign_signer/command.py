@@ -205,6 +205,7 @@ class CosignCommandBuilder:
         *,
         bundle_path: str,
         binary: str | None = None,
+        tlog: TlogSetup | None = None,
     ) -> CosignCommand:
         """The command that signs file ``path``, writing its Sigstore bundle to ``bundle_path``.
 
@@ -217,13 +218,13 @@ class CosignCommandBuilder:
             if not value.startswith("/"):
                 raise ValueError(f"{name} must be absolute, got {value!r}")
         argv = [binary or self._config.cosign_binary, "sign-blob", "--key", key.reference, "-y"]
-        argv += self.tlog_flags()
+        argv += self.tlog_flags(tlog)
         if not self._caps.uses_signing_config and self._caps.has("new-bundle-format"):
             argv.append("--new-bundle-format=true")
         argv.append(f"--bundle={bundle_path}")
         argv += self._timeout_flags()
         argv += ["--", path]
-        return CosignCommand(argv=tuple(argv), env=self.environment(), references=(path,))
+        return CosignCommand(argv=tuple(argv), env=self.environment(tlog=tlog), references=(path,))
 
     def verify(
         self,

@@ -26,15 +26,36 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from cosign_signer.command import CosignCommandBuilder, redact
+from cosign_signer.command import CosignCommandBuilder, TlogSetup, redact
 from cosign_signer.keys import ResolvedKey
 from cosign_signer.reference import ImageReference
 
-__all__ = ["MAX_REFS_PER_PROCESS", "PlannedCommand", "plan_sign"]
+__all__ = ["MAX_REFS_PER_PROCESS", "PlannedCommand", "chunk_size", "plan_sign", "planned_tlog"]
 
 #: At most this many digests go to one cosign process (as ``Signer.sign_images``).
 MAX_REFS_PER_PROCESS = 200
 _PLACEHOLDER_DIR = "<private folder made at run time>"
+
+
+def chunk_size(references: int, workers: int, *, bundle_per_ref: bool = False) -> int:
+    """How many digests one cosign process gets: an even share of the workers, at most 200.
+
+    One when every reference needs its own bundle (cosign 3.x uploading to a transparency log).
+    """
+    if bundle_per_ref:
+        return 1
+    workers = max(1, min(workers, references))
+    return max(1, min(MAX_REFS_PER_PROCESS, -(-references // workers)))
+
+
+def planned_tlog(builder: CosignCommandBuilder, api_version: int | None) -> TlogSetup:
+    """Stand-in transparency-log files for a plan (the real ones are written at run time)."""
+    return TlogSetup(
+        api_version=api_version or 1,
+        signing_config=f"{_PLACEHOLDER_DIR}/signing-config.json",
+        trusted_root=f"{_PLACEHOLDER_DIR}/trusted-root.json",
+        public_key_path=f"{_PLACEHOLDER_DIR}/rekor.pub",
+    )
 
 
 @attrs.frozen
@@ -73,16 +94,18 @@ def plan_sign(
     annotations: Mapping[str, str] | None = None,
     upload: bool = True,
     recursive: bool = False,
+    tlog: TlogSetup | None = None,
 ) -> list[PlannedCommand]:
     """The commands that sign ``parsed`` (already validated and de-duplicated, input order).
 
     ``credentials`` says whether registry credentials are configured (then ``DOCKER_CONFIG`` is
-    set at run time). Pure: no process, no file, no network.
+    set at run time); ``tlog`` stands in for the transparency-log files written at run time.
+    Pure: no process, no file, no network.
     """
     if not parsed:
         return []
-    workers = max(1, min(workers, len(parsed)))
-    size = min(MAX_REFS_PER_PROCESS, -(-len(parsed) // workers))
+    bundle_per_ref = tlog is not None and builder.capabilities.uses_signing_config
+    size = chunk_size(len(parsed), workers, bundle_per_ref=bundle_per_ref)
     groups: dict[tuple[str, ...], _Planned] = {}
     chunks: list[list[_Planned]] = []
     forming: list[_Planned] = []
@@ -108,7 +131,7 @@ def plan_sign(
 
     docker_config = _PLACEHOLDER_DIR if credentials else None
     commands = []
-    for chunk in chunks:
+    for number, chunk in enumerate(chunks, start=1):
         command = builder.sign(
             key,
             [p.cosign_ref for p in chunk],
@@ -117,6 +140,8 @@ def plan_sign(
             binary=binary,
             upload=upload,
             recursive=recursive,
+            tlog=tlog,
+            bundle=f"{_PLACEHOLDER_DIR}/bundle-{number}.json" if bundle_per_ref else None,
         )
         shown = {p.cosign_ref: p.shown for p in chunk}
         commands.append(
