@@ -23,11 +23,16 @@ __all__ = ["classify", "failing_reference", "summary_line", "tlog_indices"]
 _SIGNING_REF = re.compile(r"signing \[([^\]]+)\]")
 _TLOG_INDEX = re.compile(r"tlog entry created with index: (\d+)")
 
+# Words only a key problem produces: they win over registry words (a KMS that answers 403 is a
+# key problem).
 _KEY = re.compile(
-    r"reading key|decrypt|getting signer|loading key|kms|private key|pkcs11|"
-    r"invalid key|no such file or directory|password",
+    r"reading key|decrypt|getting signer|loading key|private key|pkcs11|invalid key",
     re.IGNORECASE,
 )
+# Words a key problem may produce but a registry's own error message may hold too (Docker Hub
+# answers 401 "UNAUTHORIZED: incorrect username or password"): they count only when no registry
+# pattern matched.
+_KEY_WEAK = re.compile(r"kms|no such file or directory|password", re.IGNORECASE)
 _TLOG = re.compile(r"rekor|tlog|transparency log|/api/v1/log|/api/v2/log", re.IGNORECASE)
 _AUTH = re.compile(
     r"UNAUTHORIZED|DENIED|authentication required|401 Unauthorized|403 Forbidden|"
@@ -39,11 +44,15 @@ _NOT_FOUND = re.compile(
 _UNAVAILABLE = re.compile(
     r"connection refused|connection reset|no such host|i/o timeout|TLS handshake timeout|"
     r"server misbehaving|network is unreachable|context deadline exceeded|broken pipe|"
-    r"unexpected EOF|TOOMANYREQUESTS|429 Too Many Requests|status code 429|"
+    r"unexpected EOF|timeout awaiting response headers|Client\.Timeout exceeded|"
+    r"429 Too Many Requests|status code 429|"
     r"status code 5\d\d|\b5\d\d (?:Internal Server Error|Bad Gateway|Service Unavailable|"
     r"Gateway Timeout)|giving up after \d+ attempt",
     re.IGNORECASE,
 )
+# A registry's JSON error body replaces the status in cosign's message ("POST URL: CODE: message"):
+# these codes (distribution's errcode) are the 429 and 5xx ones. Case matters: they are codes.
+_UNAVAILABLE_CODES = re.compile(r"\b(?:TOOMANYREQUESTS|UNAVAILABLE|UNKNOWN): ")
 
 
 def failing_reference(stderr: str, references: Sequence[str]) -> str | None:
@@ -77,18 +86,19 @@ def summary_line(stderr: str) -> str:
 def classify(stderr: str) -> tuple[type[CosignError], bool]:
     """The error class for cosign's stderr, and whether the failure is transient."""
     text = summary_line(stderr)
+    unavailable = bool(_UNAVAILABLE.search(text) or _UNAVAILABLE_CODES.search(text))
+    tlog = bool(_TLOG.search(text))
     # The key is read before (2.x) or after (3.x) the registry; its errors name it plainly.
-    if _KEY.search(text) and not _UNAVAILABLE.search(text) and not _TLOG.search(text):
+    if _KEY.search(text) and not unavailable and not tlog:
         return SigningKeyError, False
-    if _TLOG.search(text):
-        return TransparencyLogError, bool(_UNAVAILABLE.search(text))
-    if _AUTH.search(text):
-        return RegistryAuthError, False
-    if _NOT_FOUND.search(text):
-        return ImageNotFoundError, False
-    if _UNAVAILABLE.search(text):
+    if tlog:
+        return TransparencyLogError, unavailable
+    for pattern, kind in ((_AUTH, RegistryAuthError), (_NOT_FOUND, ImageNotFoundError)):
+        if pattern.search(text):
+            return kind, False
+    if unavailable:
         return RegistryUnavailableError, True
-    return CosignError, False
+    return (SigningKeyError if _KEY_WEAK.search(text) else CosignError), False
 
 
 def tlog_indices(stderr: str) -> list[int]:

@@ -22,7 +22,15 @@ import attrs
 from cosign_signer.command import CosignCapabilities
 from cosign_signer.errors import CosignNotFoundError
 
-__all__ = ["Completed", "ProcessTimeout", "find_executable", "probe_capabilities", "run"]
+__all__ = [
+    "ChildSet",
+    "Completed",
+    "ProcessTimeout",
+    "find_executable",
+    "probe_capabilities",
+    "run",
+    "stop_all_children",
+]
 
 _log = logging.getLogger("cosign_signer")
 
@@ -86,10 +94,13 @@ def run(
     timeout: float,
     cwd: str | None = None,
     input: str | None = None,  # noqa: A002 - the name subprocess uses
+    children: ChildSet | None = None,
 ) -> Completed:
     """Run ``argv`` (never through a shell) and return its outcome.
 
     stdin is closed unless ``input`` is given (credential helpers read the server on stdin).
+    ``children``: the owner's set of running children (a batch's), so that the owner can stop
+    exactly its own; a child started after that set was closed is stopped at once.
 
     Raises :class:`ProcessTimeout` after ``timeout`` seconds, :class:`CosignNotFoundError` when the
     binary cannot be started, and re-raises ``KeyboardInterrupt`` after stopping the child.
@@ -110,6 +121,8 @@ def run(
     except OSError as exc:
         raise CosignNotFoundError(argv[0], exc.strerror or str(exc)) from None
     _LIVE.add(process)
+    if children is not None and not children.add(process):
+        _stop_group(process)  # its owner is stopping: don't let it run
     try:
         stdout, stderr = process.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -122,6 +135,8 @@ def run(
         raise
     finally:
         _LIVE.discard(process)
+        if children is not None:
+            children.discard(process)
     return Completed(process.returncode, stdout, stderr, time.monotonic() - started)
 
 
@@ -148,34 +163,60 @@ def _stop_group(process: subprocess.Popen[str]) -> None:
         return
 
 
-class _LiveSet:
-    """Children running now, so an interrupted batch can stop all of them."""
+def _stop_groups(processes: Sequence[subprocess.Popen[str]]) -> None:
+    """SIGTERM every process group, give them one shared grace period, SIGKILL what is left.
+
+    Safe while other threads wait for the same processes: whichever thread reaps one first wins.
+    """
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_SECONDS
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        # The leader ignored SIGTERM, or left members of its group behind: no more waiting.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+class ChildSet:
+    """Children running now for one owner (a batch, or the whole library), to stop them together.
+
+    ``stop_all(close=True)`` also closes the set: a child added later (started by a worker thread
+    in a race with the stop) is refused, and :func:`run` stops it at once.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: set[subprocess.Popen[str]] = set()
+        self._closed = False
 
-    def add(self, process: subprocess.Popen[str]) -> None:
+    def add(self, process: subprocess.Popen[str]) -> bool:
+        """Track ``process``; ``False`` (not tracked) when the set is closed."""
         with self._lock:
+            if self._closed:
+                return False
             self._items.add(process)
+            return True
 
     def discard(self, process: subprocess.Popen[str]) -> None:
         with self._lock:
             self._items.discard(process)
 
-    def stop_all(self) -> None:
+    def stop_all(self, *, close: bool = False) -> None:
+        """Terminate every tracked process group: SIGTERM, a grace period, SIGKILL."""
         with self._lock:
+            self._closed = self._closed or close
             items = list(self._items)
-        for process in items:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGTERM)
+        _stop_groups(items)
 
 
-_LIVE = _LiveSet()
+_LIVE = ChildSet()
 
 
 def stop_all_children() -> None:
-    """Terminate every cosign process group this library has running (used on interruption)."""
+    """Stop every cosign process group this library has running: SIGTERM, grace, SIGKILL."""
     _LIVE.stop_all()
 
 

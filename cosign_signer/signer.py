@@ -543,6 +543,8 @@ class _BatchRun:
         self._docker_config = docker_config
         self._finish = finish
         self._env = {**os.environ, **builder.environment(docker_config, tlog=tlog)}
+        #: This batch's cosign processes: an interrupted batch stops its own, not other batches'.
+        self._children = _process.ChildSet()
 
     def run(self, parsed: Sequence[ImageReference]) -> float:
         """Pre-flight every reference and sign what exists; return the pre-flight's seconds.
@@ -596,7 +598,7 @@ class _BatchRun:
                         queue.extend(self._settle(chunk_done, future.result()))
                 queue = deque(sorted(queue, key=lambda c: c.not_before))
         except BaseException:
-            _process.stop_all_children()
+            self._children.stop_all(close=True)
             pool.shutdown(wait=True, cancel_futures=True)
             preflight.shutdown(wait=True, cancel_futures=True)
             raise
@@ -659,10 +661,15 @@ class _BatchRun:
         command = self._command(chunk)
         for target in chunk.targets:
             target.attempts += 1
-        _log.debug("running %s", " ".join(command.argv))
+        _log.debug("running %s", self._signer._redact(" ".join(command.argv)))
         with _DIGEST_LOCKS.hold([t.cosign_ref for t in chunk.targets]):
             try:
-                return _process.run(command.argv, env=self._env, timeout=self._config.timeout)
+                return _process.run(
+                    command.argv,
+                    env=self._env,
+                    timeout=self._config.timeout,
+                    children=self._children,
+                )
             except _process.ProcessTimeout as exc:
                 return exc
 
@@ -719,7 +726,7 @@ class _BatchRun:
         if error_type is SigningKeyError:
             # The key is unusable for every reference: don't start cosign again for the rest.
             failed, later = failed + rest, []
-        argv = self._command(chunk).argv
+        argv = tuple(self._signer._redact(arg) for arg in self._command(chunk).argv)
         for target in failed:
             self._settle_target(
                 target,
