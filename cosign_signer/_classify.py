@@ -18,7 +18,7 @@ from cosign_signer.errors import (
     TransparencyLogError,
 )
 
-__all__ = ["classify", "failing_reference", "summary_line", "tlog_indices"]
+__all__ = ["classify", "failing_reference", "stopped_at", "summary_line", "tlog_indices"]
 
 _SIGNING_REF = re.compile(r"signing \[([^\]]+)\]")
 _TLOG_INDEX = re.compile(r"tlog entry created with index: (\d+)")
@@ -58,8 +58,8 @@ _UNAVAILABLE_CODES = re.compile(r"\b(?:TOOMANYREQUESTS|UNAVAILABLE|UNKNOWN): ")
 def failing_reference(stderr: str, references: Sequence[str]) -> str | None:
     """The reference cosign names in ``signing [REF]: …``, if it is one of ``references``.
 
-    ``ALL`` when cosign names the whole batch (cosign 2.x does, ``signing [R1 R2 …]``, when it
-    fails before the first reference, e.g. reading the key).
+    ``ALL`` when cosign names the whole batch: both generations name every reference they were
+    given, ``signing [R1 R2 …]``, whichever one failed (see :func:`stopped_at`).
     """
     for match in _SIGNING_REF.finditer(stderr):
         named = match.group(1).split()
@@ -72,6 +72,33 @@ def failing_reference(stderr: str, references: Sequence[str]) -> str | None:
 
 #: ``failing_reference`` result when cosign's error concerns every reference it was given.
 ALL = "\x00all"
+
+_PUSHING = re.compile(r"^Pushing signature to: (\S+)\s*$", re.MULTILINE)
+# Failures that happen before cosign prints "Pushing signature to:" for the reference it is on.
+_BEFORE_PUSH = re.compile(r"accessing entity|accessing image|getting signer|reading key", re.I)
+
+
+def stopped_at(stderr: str, references: Sequence[str]) -> int | None:
+    """Where a run over several ``references`` stopped: the index of the one that failed.
+
+    The references before it were signed. cosign signs in order, stops at the first failure and
+    prints ``Pushing signature to: REPO`` before each push; its error names every reference, so
+    these lines are what tells how far it got. The reference whose push was in progress when it
+    failed (or was killed) counts as failed, unless the error is one that comes before the push
+    of the next reference: re-signing a signed reference adds a duplicate signature, reporting an
+    unsigned one as signed would lose it. ``None`` when nothing was pushed or the lines don't match
+    the references one to one (``--recursive`` pushes one signature per child manifest).
+    """
+    pushed = _PUSHING.findall(stderr)
+    if not pushed or len(pushed) > len(references):
+        return None
+    for repo, reference in zip(pushed, references, strict=False):
+        name = reference.split("@", 1)[0]
+        if not repo.endswith(name.split("/", 1)[-1]):
+            return None
+    if _BEFORE_PUSH.search(summary_line(stderr)) and len(pushed) < len(references):
+        return len(pushed)
+    return len(pushed) - 1
 
 
 def summary_line(stderr: str) -> str:

@@ -681,7 +681,7 @@ class _BatchRun:
         refs = [t.cosign_ref for t in targets]
         stderr = self._signer._redact(outcome.stderr)
         if isinstance(outcome, _process.ProcessTimeout):
-            # Which references cosign finished before it was killed is unknown: none count.
+            # Killed: only its progress lines (below) tell which references it finished.
             failing: str | None = _classify.ALL
             error_type: type[CosignError] = CosignTimeoutError
             transient, returncode = True, None
@@ -701,6 +701,10 @@ class _BatchRun:
                 len(refs),
             )
             return [_Chunk([t]) for t in targets]
+        if failing == _classify.ALL and len(targets) > 1 and not self._recursive:
+            # cosign names every reference; its progress lines tell which ones it signed.
+            at = _classify.stopped_at(outcome.stderr, refs)
+            failing = refs[at] if at is not None else failing
         if failing == _classify.ALL or failing is None:
             signed, failed, rest = [], targets, []
         else:

@@ -12,7 +12,7 @@ from cosign_signer import (
     SigningKeyError,
     TransparencyLogError,
 )
-from cosign_signer._classify import classify, failing_reference, tlog_indices
+from cosign_signer._classify import ALL, classify, failing_reference, stopped_at, tlog_indices
 
 R = "127.0.0.1:5000/app@sha256:" + "ab" * 32
 
@@ -251,3 +251,43 @@ def test_observed_fault_lines(
 )
 def test_key_words_do_not_hide_registry_errors(line: str, kind: type[CosignError]) -> None:
     assert classify(f"Error: {line}\n")[0] is kind
+
+
+# Whole stderr of a 3-reference run whose 2nd reference failed, per generation: its push answered
+# 401 ("push"), or the GET of its manifest did, before cosign got to its push ("before-push").
+# Copied from real runs through the fault proxy; the registry then held a signature for the 1st only.
+BATCH_STDERR = [
+    ('push', '2', ['127.0.0.1:43329/mid0@sha256:e986a8b772d86a6c5f3e428fc5a6f9b09570d04f702617d0ded68e5afeb54720', '127.0.0.1:43329/mid1@sha256:7e7f04f709f8f1b593f36c28d50f159636aafa223d5686dc43748039223a509e', '127.0.0.1:43329/mid2@sha256:91a8bef4ec2d58d6d85897dfbc933b9e10f419e492c40db4e7f5c1d9b7db0008'],
+     'Pushing signature to: 127.0.0.1:43329/mid0\nPushing signature to: 127.0.0.1:43329/mid1\nError: signing [127.0.0.1:43329/mid0@sha256:e986a8b772d86a6c5f3e428fc5a6f9b09570d04f702617d0ded68e5afeb54720 127.0.0.1:43329/mid1@sha256:7e7f04f709f8f1b593f36c28d50f159636aafa223d5686dc43748039223a509e 127.0.0.1:43329/mid2@sha256:91a8bef4ec2d58d6d85897dfbc933b9e10f419e492c40db4e7f5c1d9b7db0008]: signing digest: POST http://127.0.0.1:43329/v2/mid1/blobs/uploads/: UNAUTHORIZED: fault injected by the test proxy\nerror during command execution: signing [127.0.0.1:43329/mid0@sha256:e986a8b772d86a6c5f3e428fc5a6f9b09570d04f702617d0ded68e5afeb54720 127.0.0.1:43329/mid1@sha256:7e7f04f709f8f1b593f36c28d50f159636aafa223d5686dc43748039223a509e 127.0.0.1:43329/mid2@sha256:91a8bef4ec2d58d6d85897dfbc933b9e10f419e492c40db4e7f5c1d9b7db0008]: signing digest: POST http://127.0.0.1:43329/v2/mid1/blobs/uploads/: UNAUTHORIZED: fault injected by the test proxy\n'),
+    ('push', '3', ['127.0.0.1:41737/mid0@sha256:a0ab5cde404fc399f97fcd73d783a1bfa9db008b5b313178f241dcc0257fb398', '127.0.0.1:41737/mid1@sha256:f2ceaf3c690ff4c0f858d3eb9621486a54ae04f7c1a29a30be7c890193e8f06e', '127.0.0.1:41737/mid2@sha256:ac5c277a7cd552eec50324898577e14af9c99f29898dbd54f70d05bc327f6eb1'],
+     'Flag --tlog-upload has been deprecated, prefer using a --signing-config file with no transparency log services\nSigning artifact...\nPushing signature to: 127.0.0.1:41737/mid0\nSigning artifact...\nPushing signature to: 127.0.0.1:41737/mid1\nError: signing [127.0.0.1:41737/mid0@sha256:a0ab5cde404fc399f97fcd73d783a1bfa9db008b5b313178f241dcc0257fb398 127.0.0.1:41737/mid1@sha256:f2ceaf3c690ff4c0f858d3eb9621486a54ae04f7c1a29a30be7c890193e8f06e 127.0.0.1:41737/mid2@sha256:ac5c277a7cd552eec50324898577e14af9c99f29898dbd54f70d05bc327f6eb1]: signing digest: failed to upload layer: POST http://127.0.0.1:41737/v2/mid1/blobs/uploads/: UNAUTHORIZED: fault injected by the test proxy\nerror during command execution: signing [127.0.0.1:41737/mid0@sha256:a0ab5cde404fc399f97fcd73d783a1bfa9db008b5b313178f241dcc0257fb398 127.0.0.1:41737/mid1@sha256:f2ceaf3c690ff4c0f858d3eb9621486a54ae04f7c1a29a30be7c890193e8f06e 127.0.0.1:41737/mid2@sha256:ac5c277a7cd552eec50324898577e14af9c99f29898dbd54f70d05bc327f6eb1]: signing digest: failed to upload layer: POST http://127.0.0.1:41737/v2/mid1/blobs/uploads/: UNAUTHORIZED: fault injected by the test proxy\n'),
+    ('before-push', '2', ['127.0.0.1:37673/mid0@sha256:830f2001e60ac06c3520fb7858e2491901ef0dfd0c1235d4c348c855886e25e6', '127.0.0.1:37673/mid1@sha256:77b64da9a3b2a328a14ef745e051af8cda0cd41f40479ff0c8e2b0d7e55b2e66', '127.0.0.1:37673/mid2@sha256:10ee64aa6f7a174f12b7f171d8f062eb5b7d008af30f59f9e825a26851a9b937'],
+     'Pushing signature to: 127.0.0.1:37673/mid0\nError: signing [127.0.0.1:37673/mid0@sha256:830f2001e60ac06c3520fb7858e2491901ef0dfd0c1235d4c348c855886e25e6 127.0.0.1:37673/mid1@sha256:77b64da9a3b2a328a14ef745e051af8cda0cd41f40479ff0c8e2b0d7e55b2e66 127.0.0.1:37673/mid2@sha256:10ee64aa6f7a174f12b7f171d8f062eb5b7d008af30f59f9e825a26851a9b937]: accessing image: GET http://127.0.0.1:37673/v2/mid1/manifests/sha256:77b64da9a3b2a328a14ef745e051af8cda0cd41f40479ff0c8e2b0d7e55b2e66: UNAUTHORIZED: fault injected by the test proxy\nerror during command execution: signing [127.0.0.1:37673/mid0@sha256:830f2001e60ac06c3520fb7858e2491901ef0dfd0c1235d4c348c855886e25e6 127.0.0.1:37673/mid1@sha256:77b64da9a3b2a328a14ef745e051af8cda0cd41f40479ff0c8e2b0d7e55b2e66 127.0.0.1:37673/mid2@sha256:10ee64aa6f7a174f12b7f171d8f062eb5b7d008af30f59f9e825a26851a9b937]: accessing image: GET http://127.0.0.1:37673/v2/mid1/manifests/sha256:77b64da9a3b2a328a14ef745e051af8cda0cd41f40479ff0c8e2b0d7e55b2e66: UNAUTHORIZED: fault injected by the test proxy\n'),
+    ('before-push', '3', ['127.0.0.1:33483/mid0@sha256:aa4a9dea0026a593a481fd57ebad7d9c623dbaa6b7a930e9dc54ae3f269e385b', '127.0.0.1:33483/mid1@sha256:7564a20cedf9f6224f7fa1ebc9981beadf26209563a9a279dd1ed8e69d66e715', '127.0.0.1:33483/mid2@sha256:4dde8e4ee3479b2a112f8091d77d08b995b53b0f382172126a3a51e3f960c52d'],
+     'Flag --tlog-upload has been deprecated, prefer using a --signing-config file with no transparency log services\nSigning artifact...\nPushing signature to: 127.0.0.1:33483/mid0\nError: signing [127.0.0.1:33483/mid0@sha256:aa4a9dea0026a593a481fd57ebad7d9c623dbaa6b7a930e9dc54ae3f269e385b 127.0.0.1:33483/mid1@sha256:7564a20cedf9f6224f7fa1ebc9981beadf26209563a9a279dd1ed8e69d66e715 127.0.0.1:33483/mid2@sha256:4dde8e4ee3479b2a112f8091d77d08b995b53b0f382172126a3a51e3f960c52d]: accessing image: GET http://127.0.0.1:33483/v2/mid1/manifests/sha256:7564a20cedf9f6224f7fa1ebc9981beadf26209563a9a279dd1ed8e69d66e715: UNAUTHORIZED: fault injected by the test proxy\nerror during command execution: signing [127.0.0.1:33483/mid0@sha256:aa4a9dea0026a593a481fd57ebad7d9c623dbaa6b7a930e9dc54ae3f269e385b 127.0.0.1:33483/mid1@sha256:7564a20cedf9f6224f7fa1ebc9981beadf26209563a9a279dd1ed8e69d66e715 127.0.0.1:33483/mid2@sha256:4dde8e4ee3479b2a112f8091d77d08b995b53b0f382172126a3a51e3f960c52d]: accessing image: GET http://127.0.0.1:33483/v2/mid1/manifests/sha256:7564a20cedf9f6224f7fa1ebc9981beadf26209563a9a279dd1ed8e69d66e715: UNAUTHORIZED: fault injected by the test proxy\n'),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "gen", "refs", "stderr"),
+    BATCH_STDERR,
+    ids=[f"{kind}-cosign{gen}" for kind, gen, *_ in BATCH_STDERR],
+)
+def test_a_batch_error_names_every_reference_and_progress_tells_which_failed(
+    kind: str, gen: str, refs: list[str], stderr: str
+) -> None:
+    assert failing_reference(stderr, refs) == ALL
+    assert stopped_at(stderr, refs) == 1  # the 1st was signed, the 2nd failed, the 3rd not tried
+    assert classify(stderr) == (RegistryAuthError, False)
+
+
+def test_stopped_at_without_matching_progress_lines_is_unknown() -> None:
+    refs = [f"r.io/a{i}@sha256:" + "ab" * 32 for i in range(2)]
+    assert stopped_at("Error: signing [x]: accessing image: dial tcp: connection refused\n", refs) is None
+    # more pushes than references (--recursive signs each child manifest): unknown
+    lines = "Pushing signature to: r.io/a0\n" * 3 + "Error: boom\n"
+    assert stopped_at(lines, refs) is None
+    # a push to another repository than the reference in that position: unknown
+    assert stopped_at("Pushing signature to: r.io/other\nError: boom\n", refs) is None
+    # killed (no Error: line) while pushing the 2nd: the 2nd counts as not signed
+    assert stopped_at("Pushing signature to: r.io/a0\nPushing signature to: r.io/a1\n", refs) == 1
