@@ -105,9 +105,20 @@ def validate_annotations(annotations: Mapping[str, str] | None) -> tuple[tuple[s
             problems.append(f"annotations[{key!r}]: value must be a string")
         elif _CONTROL.search(value):
             problems.append(f"annotations[{key!r}]: value must not contain control characters")
+        elif "=" in value:
+            # cosign splits "key=value" at every '=' and refuses more than one (both generations).
+            problems.append(f"annotations[{key!r}]: value must not contain '=' (cosign refuses it)")
     if problems:
         raise ConfigError(problems)
     return tuple(sorted(annotations.items()))
+
+
+def _list_flag_item(item: str) -> str:
+    """``item`` as ONE element of a cosign list flag such as ``-a``, which cosign reads as a line of
+    CSV: quoted when it holds ``,`` or ``"`` (unquoted, ``-a k=x,evil=1`` would add ``evil=1``)."""
+    if "," in item or '"' in item:
+        return '"' + item.replace('"', '""') + '"'
+    return item
 
 
 class CosignCommandBuilder:
@@ -163,7 +174,7 @@ class CosignCommandBuilder:
             argv.append(f"--bundle={bundle}")
         argv += self._sign_option_flags(upload=upload, recursive=recursive, bundle=bundle)
         for k, v in validate_annotations(annotations):
-            argv += ["-a", f"{k}={v}"]
+            argv += ["-a", _list_flag_item(f"{k}={v}")]
         argv.append("--")
         argv += references
         return CosignCommand(

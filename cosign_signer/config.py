@@ -157,6 +157,9 @@ class Config:
                 where = f" at line {mark.line + 1}, column {mark.column + 1}"
             problem = getattr(exc, "problem", None) or "not valid YAML"
             raise ConfigError(f"YAML syntax error{where}: {problem}", source=source) from None
+        except RecursionError:
+            # PyYAML composes nested collections recursively: "[[[[…" a few thousand deep.
+            raise ConfigError("YAML nested too deeply", source=source) from None
         if not isinstance(document, Mapping) or SECTION not in document:
             raise ConfigError(f"no '{SECTION}:' section at the top level", source=source)
         section = document[SECTION]

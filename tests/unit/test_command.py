@@ -29,7 +29,7 @@ def build(help_text: str, **config: object) -> tuple[str, ...]:
     builder = CosignCommandBuilder(
         Config.from_dict(config), CosignCapabilities.from_help(help_text)
     )
-    return builder.sign(KEY, [REF], annotations={"tag": "1.2", "git/sha": "abc=def"}).argv
+    return builder.sign(KEY, [REF], annotations={"tag": "1.2", "git/sha": "abc,def"}).argv
 
 
 def test_cosign2_without_tlog() -> None:
@@ -42,7 +42,7 @@ def test_cosign2_without_tlog() -> None:
         "--tlog-upload=false",
         "--timeout=55s",
         "-a",
-        "git/sha=abc=def",
+        '"git/sha=abc,def"',  # quoted: cosign reads -a as CSV
         "-a",
         "tag=1.2",
         "--",
@@ -114,8 +114,8 @@ def test_unsafe_annotations_rejected(annotations: dict[str, str]) -> None:
 
 def test_leading_dash_value_is_safe_inside_the_pair() -> None:
     builder = CosignCommandBuilder(Config.from_dict({}), CosignCapabilities.from_help(HELP_2))
-    argv = builder.sign(KEY, [REF], annotations={"note": "--key=/etc/passwd"}).argv
-    assert argv[argv.index("-a") + 1] == "note=--key=/etc/passwd"
+    argv = builder.sign(KEY, [REF], annotations={"note": "--key /etc/passwd"}).argv
+    assert argv[argv.index("-a") + 1] == "note=--key /etc/passwd"
 
 
 def test_only_digest_references_reach_cosign() -> None:
