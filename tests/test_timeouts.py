@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cosign_signer import CosignTimeoutError, _process
+from cosign_signer import CosignTimeoutError, SignResult, _process
 from tests.helpers import make_signer
 from tests.infra import procfs
 from tests.infra.fault_proxy import WRITES, FaultProxy
@@ -212,3 +212,34 @@ def test_real_cosign_stalled_past_timeout(
     assert elapsed < 2.0 + GRACE + 3.0, elapsed
     assert _cosign_children(cosign_bin) == []
     assert procfs.zombie_children() == []
+
+
+def test_interrupting_one_batch_leaves_another_threads_batch_running(
+    hanging: HangingCosign, cosign_bin: Path, registry: RegistryServer, keypair: KeyPair,
+    push: Pusher,
+) -> None:
+    # Another thread's batch is in the middle of a real cosign run (its push held for 2 s) when
+    # the main thread's batch is interrupted: only the interrupted batch's children are stopped.
+    with FaultProxy(registry.port) as proxy:
+        proxy.stall(2.0, count=1, methods=WRITES)
+        other = make_signer(cosign_bin, registry, keypair, timeout=60)
+        other_ref = proxy.route(push(repo="other").by_digest)
+        outcome: list[list[SignResult]] = []
+        worker = threading.Thread(
+            target=lambda: outcome.append(other.sign_images([other_ref], key="prod")), daemon=True
+        )
+        worker.start()
+        deadline = time.monotonic() + 10
+        while proxy.count(outcome="stall") < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        interrupt_main_when(lambda: hanging.ready)
+        with pytest.raises(KeyboardInterrupt):
+            make_signer(hanging.path, registry, keypair, timeout=60).sign_image(
+                push().by_digest, key="prod"
+            )
+        worker.join(timeout=30)
+    assert len(outcome) == 1, "the other thread's batch did not finish"
+    (results,) = outcome
+    assert [r.reference for r in results] == [other_ref]
+    child, grandchild = hanging.pids()
+    assert_group_gone(child, [grandchild])
