@@ -23,7 +23,7 @@ from cosign_signer.command import CosignCommand, CosignCommandBuilder, TlogSetup
 from cosign_signer.config import Config
 from cosign_signer.errors import ConfigError, TransparencyLogError
 
-__all__ = ["TlogFiles", "detect_api_version", "read_bundle_index"]
+__all__ = ["TlogFiles", "bundle_log_index", "detect_api_version", "read_bundle_index"]
 
 _log = logging.getLogger("cosign_signer")
 _DETECT_TIMEOUT = 10.0
@@ -53,19 +53,26 @@ def detect_api_version(rekor_url: str, *, timeout: float = _DETECT_TIMEOUT) -> i
 
 
 def read_bundle_index(path: str) -> int | None:
-    """The log index in a Sigstore bundle cosign 3.x wrote, or None when it holds no entry.
+    """The log index in the Sigstore bundle file cosign 3.x wrote (see :func:`bundle_log_index`)."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return bundle_log_index(document)
+
+
+def bundle_log_index(document: object) -> int | None:
+    """The log index of a parsed Sigstore bundle, or None when it holds no log entry.
 
     The index is a JSON string; protobuf's JSON form leaves out a zero, so an entry without
     ``logIndex`` is entry 0.
     """
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-        entries = document["verificationMaterial"]["tlogEntries"]
-    except (OSError, ValueError, KeyError, TypeError):
+        entries = document["verificationMaterial"]["tlogEntries"]  # type: ignore[index]
+        first = entries[0]
+        return int(first.get("logIndex", 0))
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
         return None
-    if not entries or not isinstance(entries[0], dict):
-        return None
-    return int(entries[0].get("logIndex", 0))
 
 
 class TlogFiles:

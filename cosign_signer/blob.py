@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from cosign_signer import _classify, _process
+from cosign_signer import _classify, _process, _tlog
 from cosign_signer.command import CosignCommandBuilder, TlogSetup, redact
 from cosign_signer.config import Config
 from cosign_signer.errors import ArtifactNotFoundError, CosignError, CosignTimeoutError
@@ -200,9 +200,7 @@ def parse_bundle(document: Any) -> tuple[str, int | None, str | None]:
     if isinstance(message, dict):
         signature = str(message.get("signature") or "")
         signed = _hex_of(message.get("messageDigest"))
-        entries = (document.get("verificationMaterial") or {}).get("tlogEntries") or []
-        index = entries[0].get("logIndex") if entries and isinstance(entries[0], dict) else None
-        return signature, _int_or_none(index), signed
+        return signature, _tlog.bundle_log_index(document), signed
     rekor = document.get("rekorBundle") or {}
     payload = rekor.get("Payload") if isinstance(rekor, dict) else None
     index = payload.get("logIndex") if isinstance(payload, dict) else None

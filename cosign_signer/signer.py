@@ -64,7 +64,6 @@ _log = logging.getLogger("cosign_signer")
 #: Called as each reference finishes: the reference as given, and its result or typed error.
 OnResult = Callable[[str, "SignResult | CosignSignerError"], None]
 
-_MAX_REFS_PER_PROCESS = 200
 _PREFLIGHT_WORKERS = 8
 _PREFLIGHT_TIMEOUT = 30.0
 _MAX_BACKOFF = 60.0
@@ -328,11 +327,15 @@ class Signer:
         the bundle can't be written, else cosign's typed error (see :mod:`cosign_signer.blob`).
         """
         resolved_key = self._resolver.resolve_key(key)
-        binary, _ = self._find_cosign()
+        binary, sign_caps = self._find_cosign()
         with self._cosign_lock:
             if self._blob_caps is None:
                 self._blob_caps = _process.probe_capabilities(binary, command="sign-blob")
             caps = self._blob_caps
+        tlog = None
+        if self._config.upload_tlog:
+            sign_builder = CosignCommandBuilder(self._config, sign_caps)
+            tlog = self._tlog_files.setup(self._config, sign_builder, binary)
         return blob.sign_blob(
             path,
             bundle_path=bundle_path,
@@ -341,6 +344,7 @@ class Signer:
             binary=binary,
             key=resolved_key,
             backoff=self._backoff,
+            tlog=tlog,
         )
 
     def plan(
@@ -372,9 +376,14 @@ class Signer:
             binary, capabilities = self._find_cosign()
         else:
             binary = _process.find_executable(self._config.cosign_binary)
+        builder = CosignCommandBuilder(self._config, capabilities)
+        tlog = None
+        if self._config.upload_tlog and upload:
+            tlog = plan.planned_tlog(builder, self._config.rekor_api_version)
+            builder.tlog_flags(tlog)  # a log this cosign can't use is a ConfigError here too
         return plan.plan_sign(
             parsed,
-            builder=CosignCommandBuilder(self._config, capabilities),
+            builder=builder,
             key=resolved_key,
             binary=binary,
             workers=self._max_workers(),
@@ -386,6 +395,7 @@ class Signer:
             annotations=annotations,
             upload=upload,
             recursive=recursive,
+            tlog=tlog,
         )
 
     # ---- internals ---------------------------------------------------------------------------
@@ -554,9 +564,7 @@ class _BatchRun:
         """
         started = time.monotonic()
         workers = min(self._signer._max_workers(), len(parsed))
-        size = min(_MAX_REFS_PER_PROCESS, -(-len(parsed) // workers))
-        if self._bundle_per_ref:
-            size = 1
+        size = plan.chunk_size(len(parsed), workers, bundle_per_ref=self._bundle_per_ref)
         targets: dict[tuple[str, str, str], _Target] = {}
         forming: list[_Target] = []
         queue: deque[_Chunk] = deque()

@@ -256,3 +256,43 @@ def test_results_without_tlog_have_no_index(
     assert result == SignResult(
         reference=result.reference, digest=result.digest, key="prod", tlog_index=None
     )
+
+
+@pytest.mark.parametrize(
+    ("gen", "version"), [("2", "v1"), ("3", "v2")], ids=["cosign2-rekorv1", "cosign3-rekorv2"]
+)
+def test_blob_upload_reports_its_log_index(
+    gen: str,
+    version: str,
+    tools: Tools,
+    keypair: KeyPair,
+    log_of: dict[str, RekorV1Server | RekorV2Server],
+    tmp_path: Path,
+) -> None:
+    log = log_of[version]
+    artifact = tmp_path / "release.tar"
+    artifact.write_bytes(b"release artifact " + gen.encode())
+    with tlog_signer(tools.cosign[gen], None, keypair, log) as signer:
+        result = signer.sign_blob(artifact, key="prod")
+    assert result.tlog_index is not None
+    assert entry_in_log(log, result.tlog_index)
+
+
+@pytest.mark.parametrize("gen", ["2", "3"])
+def test_plan_shows_the_tlog_commands(
+    gen: str, tools: Tools, keypair: KeyPair, rekor_v1: RekorV1Server
+) -> None:
+    refs = [f"127.0.0.1:5000/app@sha256:{c * 64}" for c in "abc"]
+    signer = tlog_signer(
+        tools.cosign[gen], None, keypair, rekor_v1, rekor_api_version=1, max_workers=2
+    )
+    commands = signer.plan(refs, key="prod")
+    if gen == "2":
+        assert len(commands) == 2  # many references per process
+        assert f"--rekor-url={rekor_v1.url}" in commands[0].argv
+        assert "SIGSTORE_REKOR_PUBLIC_KEY" in commands[0].env_names
+    else:
+        assert len(commands) == 3  # one bundle, so one reference, per process
+        assert any(a.startswith("--signing-config=") for a in commands[0].argv)
+        assert any(a.startswith("--bundle=") for a in commands[0].argv)
+        assert not any(a.startswith(("--rekor-url", "--tlog-upload")) for a in commands[0].argv)
