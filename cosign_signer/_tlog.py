@@ -14,8 +14,6 @@ import os
 import shutil
 import tempfile
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from cosign_signer import _process
@@ -33,6 +31,9 @@ _HTTP_OK = 200
 
 def detect_api_version(rekor_url: str, *, timeout: float = _DETECT_TIMEOUT) -> int:
     """1 when ``GET /api/v1/log`` answers with a log's info (rekor-server), else 2 (rekor-tiles)."""
+    import urllib.error  # noqa: PLC0415 - imported on use: keeps `import cosign_signer` fast
+    import urllib.request  # noqa: PLC0415
+
     url = f"{rekor_url}/api/v1/log"
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - http(s) only, checked by Config
     try:

@@ -10,6 +10,7 @@ load time.
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import os
 import re
@@ -17,17 +18,15 @@ import stat
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NewType, TypeVar
+from typing import TYPE_CHECKING, Any, NewType, TypeVar
+
+if TYPE_CHECKING:
+    import cattrs
+    from cattrs.errors import ClassValidationError
+
+# cattrs and yaml are imported where they are used: `import cosign_signer` stays fast.
 
 import attrs
-import cattrs
-import yaml
-from cattrs.errors import (
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-    IterableValidationNote,
-)
 
 from cosign_signer.errors import ConfigError
 
@@ -122,9 +121,11 @@ class Config:
         data = {k: v for k, v in data.items() if k in known}
         expanded = _expand_placeholders(data, problems)
         problems.extend(_cross_field_problems(expanded))
+        from cattrs.errors import ClassValidationError  # noqa: PLC0415
+
         config: Config | None = None
         try:
-            config = _CONVERTER.structure(expanded, cls)
+            config = _converter().structure(expanded, cls)
         except ClassValidationError as exc:
             problems[:0] = _format_cattrs_errors(exc)
         if problems or config is None:
@@ -148,6 +149,8 @@ class Config:
             raise ConfigError(f"cannot read file: {exc.strerror}", source=source) from None
         if len(raw) > _MAX_CONFIG_BYTES:
             raise ConfigError(f"file larger than {_MAX_CONFIG_BYTES} bytes", source=source)
+        import yaml  # noqa: PLC0415
+
         try:
             document = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
@@ -340,7 +343,11 @@ def _env_value(value: object, _type: object) -> str:
     return value
 
 
-def _make_converter() -> cattrs.Converter:
+@functools.cache
+def _converter() -> cattrs.Converter:
+    """The private, strict converter (built on first use)."""
+    import cattrs  # noqa: PLC0415
+
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     converter.register_structure_hook(bool, _check(bool, "a boolean (true or false)"))
     converter.register_structure_hook(int, _check(int, "a whole number"))
@@ -366,6 +373,8 @@ def _mapping_hook(
     key_hook: Callable[[object, object], str], value_hook: Callable[[object, object], str]
 ) -> Callable[[object, object], dict[str, str]]:
     def hook(value: object, _type: object) -> dict[str, str]:
+        from cattrs.errors import IterableValidationError, IterableValidationNote  # noqa: PLC0415
+
         if value is None:
             return {}
         if not isinstance(value, Mapping):
@@ -387,10 +396,11 @@ def _mapping_hook(
     return hook
 
 
-_CONVERTER = _make_converter()
 
 
 def _format_cattrs_errors(exc: ClassValidationError) -> list[str]:
+    import cattrs  # noqa: PLC0415
+
     problems = []
     for message in cattrs.transform_error(exc, path="$", format_exception=_format_exception):
         text, _, where = message.rpartition(" @ ")
@@ -400,6 +410,8 @@ def _format_cattrs_errors(exc: ClassValidationError) -> list[str]:
 
 
 def _format_exception(exc: BaseException, _type: type | None) -> str:
+    from cattrs.errors import ForbiddenExtraKeysError  # noqa: PLC0415
+
     if isinstance(exc, ForbiddenExtraKeysError):
         return f"unknown key(s) {', '.join(sorted(map(str, exc.extra_fields)))}; check the spelling"
     if isinstance(exc, KeyError):

@@ -33,7 +33,6 @@ from typing import Any
 import attrs
 
 from cosign_signer import _classify, _process, _tlog, blob, plan, verify
-from cosign_signer._registry import RegistryClient, RegistryCredentials
 from cosign_signer.blob import BlobSignResult
 from cosign_signer.command import (
     CosignCapabilities,
@@ -153,6 +152,9 @@ class Signer:
         self._config = config
         self._resolver = KeyAliasResolver(config.key_aliases)
         logging.getLogger("cosign_signer").setLevel(config.log_level_number)
+        # Imported here: urllib/http.client/ssl cost ~20 ms, paid by building a Signer only.
+        from cosign_signer._registry import RegistryClient, RegistryCredentials  # noqa: PLC0415
+
         credentials = None
         if config.registry_user is not None and config.registry_password is not None:
             credentials = RegistryCredentials(
