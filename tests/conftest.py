@@ -83,10 +83,31 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"cosign {gen}: {tools.cosign_versions[gen]} ({tools.cosign[gen].resolve()})"
         for gen in GENERATIONS
     )
-    return [cosigns, f"docker-registry: {tools.registry_version} ({tools.registry.resolve()})"]
+    lines = [cosigns, f"docker-registry: {tools.registry_version} ({tools.registry.resolve()})"]
+    rekor_versions = REPO_ROOT / ".tools" / "rekor" / "versions.txt"
+    if rekor_versions.is_file():
+        wanted = {
+            "golang-github-sigstore-rekor-dev": "rekor v1",
+            "golang-github-sigstore-rekor-tiles-dev": "rekor-tiles v2",
+            "golang-github-google-trillian-dev": "trillian",
+        }
+        built = dict(
+            line.split(" ", 1) for line in rekor_versions.read_text().splitlines() if " " in line
+        )
+        lines.append(
+            ", ".join(f"{label}: {built[pkg]}" for pkg, label in wanted.items() if pkg in built)
+        )
+    return lines
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselection looks at the markers
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which real tools ran, even under ``-q`` (which hides the header)."""
+    terminalreporter.section("tools under test")
+    for line in pytest_report_header(terminalreporter.config):
+        terminalreporter.write_line(line)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = getattr(item, "fixturenames", ())
