@@ -70,3 +70,22 @@ def test_examples(
         json.loads(line)["status"] for line in (tmp_path / "signed.jsonl").read_text().splitlines()
     ]
     assert statuses == ["skipped", "signed"]
+
+
+def test_sign_images_example(
+    tools: Tools, registry: RegistryServer, keypair: KeyPair, push: Pusher, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        json.dumps({"cosign_signer": signer_config(tools.cosign["2"], registry, keypair)})
+    )
+    config.chmod(0o600)
+    good = push(repo="example-batch")
+    missing = f"{registry.host}/example-batch@sha256:{'d' * 64}"
+    script = str(EXAMPLES / "sign_images.py")
+    ok = run([sys.executable, script, str(config), "prod", good.by_digest], tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert f"signed  {good.by_digest} -> {good.digest} (key prod)" in ok.stdout
+    partial = run([sys.executable, script, str(config), "prod", good.by_digest, missing], tmp_path)
+    assert partial.returncode == 1
+    assert f"FAILED  {missing}: ImageNotFoundError" in partial.stdout
