@@ -61,3 +61,15 @@ def verify(
         timeout=120,
         check=False,
     )
+
+
+def spy_binary(tmp_path: Path, real: Path) -> tuple[Path, Path]:
+    """A wrapper that records each invocation's argv (one line each), then runs the real cosign.
+
+    Not a stand-in: every call reaches the real binary; the log only proves what was started.
+    """
+    log = tmp_path / "invocations.log"
+    script = tmp_path / "cosign-spy"
+    script.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n')
+    script.chmod(0o755)
+    return script, log

@@ -28,15 +28,30 @@ SAFE = {
 }
 # cosign refuses a second '=' (and would read "k=x,evil=1" as two annotations if it were let
 # through unquoted); line breaks, NUL and flag-like or empty keys are refused by the library.
-UNSAFE = [{"k": "a=b"}, {"k": "x,evil=1"}, {"k": "line\nbreak"}, {"k": "cr\rhere"},
-          {"a=b": "x"}, {"-a": "x"}, {"--key": "x"}, {"a b": "x"}, {"": "x"}, {"k": "nul\x00"}]
+UNSAFE = [
+    {"k": "a=b"},
+    {"k": "x,evil=1"},
+    {"k": "line\nbreak"},
+    {"k": "cr\rhere"},
+    {"a=b": "x"},
+    {"-a": "x"},
+    {"--key": "x"},
+    {"a b": "x"},
+    {"": "x"},
+    {"k": "nul\x00"},
+]
+
 
 def test_hostile_annotation_values_are_signed_exactly(
     cosign_bin: Path, registry: RegistryServer, keypair: KeyPair, push: Pusher, tmp_path: Path
 ) -> None:
     image = push()
-    make_signer(cosign_bin, registry, keypair).sign_image(image.by_digest, key="prod", annotations=SAFE)
-    checked = verify(cosign_bin, image.by_digest, keypair.pub_path, registry=registry, home=tmp_path)
+    make_signer(cosign_bin, registry, keypair).sign_image(
+        image.by_digest, key="prod", annotations=SAFE
+    )
+    checked = verify(
+        cosign_bin, image.by_digest, keypair.pub_path, registry=registry, home=tmp_path
+    )
     assert checked.returncode == 0, checked.stderr
     (payload,) = json.loads(checked.stdout)
     assert payload["optional"] == SAFE
@@ -44,14 +59,21 @@ def test_hostile_annotation_values_are_signed_exactly(
 
 @pytest.mark.parametrize("annotations", UNSAFE, ids=repr)
 def test_unsafe_annotations_start_no_process(
-    annotations: dict[str, str], registry: RegistryServer, keypair: KeyPair, tmp_path: Path,
+    annotations: dict[str, str],
+    registry: RegistryServer,
+    keypair: KeyPair,
+    tmp_path: Path,
     cosign_bin: Path,
 ) -> None:
     log = tmp_path / "ran"
     spy = tmp_path / "cosign-spy"
-    spy.write_text(f'#!/bin/sh\n[ "$2" = --help ] || echo "$*" >> "{log}"\nexec "{cosign_bin}" "$@"\n')
+    spy.write_text(
+        f'#!/bin/sh\n[ "$2" = --help ] || echo "$*" >> "{log}"\nexec "{cosign_bin}" "$@"\n'
+    )
     spy.chmod(0o755)
     signer = make_signer(spy, registry, keypair)
     with pytest.raises(ConfigError, match=r"annotations\["):
-        signer.sign_image(f"{registry.host}/app@sha256:{'0' * 64}", key="prod", annotations=annotations)
+        signer.sign_image(
+            f"{registry.host}/app@sha256:{'0' * 64}", key="prod", annotations=annotations
+        )
     assert not log.exists()

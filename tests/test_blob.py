@@ -12,6 +12,7 @@ import pytest
 
 from cosign_signer import ArtifactNotFoundError, SigningKeyError
 from tests.helpers import make_signer
+from tests.helpers import spy_binary as spy
 from tests.infra.tools import KeyPair, Tools, cosign_environ
 
 # cosign 2.5's verify-blob fetches the public TUF root for a Sigstore-format bundle unless given a
@@ -29,14 +30,6 @@ def verify_blob(
     return subprocess.run(
         argv, env=cosign_environ(home=home), capture_output=True, text=True, timeout=60, check=False
     )
-
-
-def spy(tmp_path: Path, real: Path) -> tuple[Path, Path]:
-    log = tmp_path / "invocations.log"
-    script = tmp_path / "cosign-spy"
-    script.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n')
-    script.chmod(0o755)
-    return script, log
 
 
 def test_sign_blob_writes_a_bundle_both_generations_verify(

@@ -88,8 +88,14 @@ def _assert_verifies(
 
 
 def test_fault_on_the_second_reference_retries_it_alone(
-    cosign_bin: Path, spy: Spy, proxy: FaultProxy, registry: RegistryServer, keypair: KeyPair,
-    push: Pusher, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    cosign_bin: Path,
+    spy: Spy,
+    proxy: FaultProxy,
+    registry: RegistryServer,
+    keypair: KeyPair,
+    push: Pusher,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     images = [push(repo=f"mid{i}") for i in range(3)]
     refs = [proxy.route(i.by_digest) for i in images]
@@ -98,7 +104,9 @@ def test_fault_on_the_second_reference_retries_it_alone(
     fault = proxy.respond(
         503, count=None, methods=WRITES, path_contains="/v2/mid1/", active=lambda: spy.runs() <= 1
     )
-    signer = make_signer(spy.path, registry, keypair, retries=2, retry_backoff=BACKOFF, max_workers=1)
+    signer = make_signer(
+        spy.path, registry, keypair, retries=2, retry_backoff=BACKOFF, max_workers=1
+    )
     with caplog.at_level(logging.INFO, logger="cosign_signer"):
         results = signer.sign_images(refs, key="prod")
 
@@ -136,8 +144,15 @@ TRANSIENT: dict[str, tuple[FaultSetup, int, str]] = {
 
 @pytest.mark.parametrize("fault", list(TRANSIENT))
 def test_transient_faults_within_budget_are_retried_then_signed(
-    fault: str, cosign_bin: Path, spy: Spy, proxy: FaultProxy, registry: RegistryServer,
-    keypair: KeyPair, push: Pusher, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    fault: str,
+    cosign_bin: Path,
+    spy: Spy,
+    proxy: FaultProxy,
+    registry: RegistryServer,
+    keypair: KeyPair,
+    push: Pusher,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     setup, failing_runs, reason = TRANSIENT[fault]
     rule = setup(proxy, spy)
@@ -161,15 +176,20 @@ def test_transient_faults_within_budget_are_retried_then_signed(
 
 
 def test_beyond_the_budget_raises_unavailable_naming_the_attempts(
-    spy: Spy, proxy: FaultProxy, registry: RegistryServer, keypair: KeyPair, push: Pusher,
+    spy: Spy,
+    proxy: FaultProxy,
+    registry: RegistryServer,
+    keypair: KeyPair,
+    push: Pusher,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     proxy.respond(429, count=None, path=PING)
     ref = proxy.route(push().by_digest)
     signer = make_signer(spy.path, registry, keypair, retries=2, retry_backoff=BACKOFF)
-    with caplog.at_level(logging.WARNING, logger="cosign_signer"), pytest.raises(
-        RegistryUnavailableError
-    ) as info:
+    with (
+        caplog.at_level(logging.WARNING, logger="cosign_signer"),
+        pytest.raises(RegistryUnavailableError) as info,
+    ):
         signer.sign_image(ref, key="prod")
 
     error = info.value
@@ -186,15 +206,21 @@ def test_beyond_the_budget_raises_unavailable_naming_the_attempts(
     "message", ["fault injected by the test proxy", "incorrect username or password"]
 )
 def test_401_on_push_is_permanent_after_one_cosign_run(
-    message: str, spy: Spy, proxy: FaultProxy, registry: RegistryServer, keypair: KeyPair,
-    push: Pusher, caplog: pytest.LogCaptureFixture,
+    message: str,
+    spy: Spy,
+    proxy: FaultProxy,
+    registry: RegistryServer,
+    keypair: KeyPair,
+    push: Pusher,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     proxy.respond(401, count=None, methods=WRITES, message=message)
     ref = proxy.route(push().by_digest)
     signer = make_signer(spy.path, registry, keypair, retries=3, retry_backoff=BACKOFF)
-    with caplog.at_level(logging.WARNING, logger="cosign_signer"), pytest.raises(
-        RegistryAuthError
-    ) as info:
+    with (
+        caplog.at_level(logging.WARNING, logger="cosign_signer"),
+        pytest.raises(RegistryAuthError) as info,
+    ):
         signer.sign_image(ref, key="prod")
 
     assert spy.runs() == 1
@@ -205,8 +231,13 @@ def test_401_on_push_is_permanent_after_one_cosign_run(
 
 
 def test_preflight_retries_transient_faults_and_stops_at_the_budget(
-    cosign_bin: Path, spy: Spy, proxy: FaultProxy, registry: RegistryServer, keypair: KeyPair,
-    push: Pusher, caplog: pytest.LogCaptureFixture,
+    cosign_bin: Path,
+    spy: Spy,
+    proxy: FaultProxy,
+    registry: RegistryServer,
+    keypair: KeyPair,
+    push: Pusher,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The library's own pre-flight (HEAD of the manifest) goes through the same budget.
     good = proxy.route(push(repo="pre").by_digest)

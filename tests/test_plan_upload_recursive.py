@@ -8,17 +8,10 @@ import pytest
 
 from cosign_signer import CosignCapabilities, SigningKeyError, VerificationError
 from tests.helpers import make_signer, verify
+from tests.helpers import spy_binary as spy
 from tests.infra.images import Pusher, push_index, signature_tags
 from tests.infra.registry import RegistryServer, free_port
 from tests.infra.tools import KeyPair
-
-
-def spy(tmp_path: Path, real: Path) -> tuple[Path, Path]:
-    log = tmp_path / "invocations.log"
-    script = tmp_path / "cosign-spy"
-    script.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n')
-    script.chmod(0o755)
-    return script, log
 
 
 def sign_lines(log: Path) -> list[str]:

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from cosign_signer import ImageNotFoundError, RegistryAuthError
-from tests.helpers import make_signer, verify
+from tests.helpers import make_signer, spy_binary, verify
 from tests.infra.images import Pusher, push_image, push_index, signature_tags
 from tests.infra.registry import RegistryServer
 from tests.infra.token_registry import TokenRegistry
 from tests.infra.tools import KeyPair, Tools, cosign_environ
-from tests.test_signer import spy_binary
 
 MISSING = "sha256:" + "e" * 64
 

@@ -85,10 +85,13 @@ class Probe:
             assert not os.path.exists(path), f"{path} left on disk"
 
 
-def make(cosign: Path, registry: RegistryServer, keypair: KeyPair, creds: Secrets,
-         **overrides: Any) -> Signer:
+def make(
+    cosign: Path, registry: RegistryServer, keypair: KeyPair, creds: Secrets, **overrides: Any
+) -> Signer:
     section = signer_config(
-        cosign, registry, keypair,
+        cosign,
+        registry,
+        keypair,
         log_level="DEBUG",
         env_variables={"COSIGN_PASSWORD": creds.key_password, "MY_API_TOKEN": creds.token},
         **overrides,
@@ -108,8 +111,13 @@ def _texts_of(error: BaseException) -> Iterable[str]:
 
 
 def test_no_secret_on_argv_logs_or_reprs_while_a_real_batch_runs(
-    cosign_bin: Path, registry: RegistryServer, keypair: KeyPair, push: Pusher, creds: Secrets,
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    cosign_bin: Path,
+    registry: RegistryServer,
+    keypair: KeyPair,
+    push: Pusher,
+    creds: Secrets,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     probe = Probe(tmp_path, cosign_bin)
     signer = make(probe.path, registry, keypair, creds, max_workers=2)
@@ -121,14 +129,25 @@ def test_no_secret_on_argv_logs_or_reprs_while_a_real_batch_runs(
     cosign_lines = [line for line in sampler.seen if line.startswith(f"{cosign_bin} sign --key")]
     assert cosign_lines, f"no cosign process sampled in {sampler.rounds} rounds"
     creds.assert_absent(*sampler.seen)
-    creds.assert_absent(caplog.text, repr(signer.config), str(signer.config), repr(signer),
-                        str(signer), *(repr(r) for r in results), *(str(r) for r in results))
+    creds.assert_absent(
+        caplog.text,
+        repr(signer.config),
+        str(signer.config),
+        repr(signer),
+        str(signer),
+        *(repr(r) for r in results),
+        *(str(r) for r in results),
+    )
     assert any("running " in r.getMessage() for r in caplog.records)  # DEBUG was on
     probe.assert_private_and_removed()
 
 
 def test_secrets_reach_cosign_only_by_environment_and_private_file(
-    cosign_bin: Path, registry: RegistryServer, keypair: KeyPair, push: Pusher, creds: Secrets,
+    cosign_bin: Path,
+    registry: RegistryServer,
+    keypair: KeyPair,
+    push: Pusher,
+    creds: Secrets,
     tmp_path: Path,
 ) -> None:
     # A wrapper that saves what its own process received, where only its owner can read it.
@@ -147,7 +166,8 @@ def test_secrets_reach_cosign_only_by_environment_and_private_file(
 
     creds.assert_absent((seen / "cmdline").read_bytes().decode())
     environ = dict(
-        part.partition("=")[::2] for part in (seen / "environ").read_bytes().decode().split("\0")
+        part.partition("=")[::2]
+        for part in (seen / "environ").read_bytes().decode().split("\0")
         if part
     )
     assert environ["COSIGN_PASSWORD"] == creds.key_password
@@ -157,17 +177,24 @@ def test_secrets_reach_cosign_only_by_environment_and_private_file(
 
 
 def test_registry_echoing_secrets_is_redacted_everywhere(
-    cosign_bin: Path, registry: RegistryServer, keypair: KeyPair, push: Pusher, creds: Secrets,
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    cosign_bin: Path,
+    registry: RegistryServer,
+    keypair: KeyPair,
+    push: Pusher,
+    creds: Secrets,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A misbehaving registry that puts every secret into its error message: cosign prints it on
     # stderr, so what the library keeps and logs must have it redacted.
     probe = Probe(tmp_path, cosign_bin)
     with FaultProxy(registry.port) as proxy:
         proxy.respond(
-            403, count=None, methods=WRITES,
+            403,
+            count=None,
+            methods=WRITES,
             message=f"denied: password {creds.registry_password}, key {creds.key_password}, "
-                    f"token {creds.token}",
+            f"token {creds.token}",
         )
         signer = make(probe.path, registry, keypair, creds)
         refs = [proxy.route(push(repo="echo").by_digest) for _ in range(2)]
@@ -185,8 +212,13 @@ def test_registry_echoing_secrets_is_redacted_everywhere(
 
 
 def test_secret_in_a_key_path_is_redacted_from_argv_and_stderr(
-    cosign_bin: Path, registry: RegistryServer, keypair: KeyPair, push: Pusher, creds: Secrets,
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    cosign_bin: Path,
+    registry: RegistryServer,
+    keypair: KeyPair,
+    push: Pusher,
+    creds: Secrets,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The real cosign names the missing key file in its error: make that path hold a secret.
     missing = tmp_path / creds.token / "cosign.key"
@@ -203,8 +235,15 @@ def test_secret_in_a_key_path_is_redacted_from_argv_and_stderr(
     ("mode", "warned"), [(0o640, True), (0o604, True), (0o600, False)], ids=["0640", "0604", "0600"]
 )
 def test_config_file_readable_by_others_is_warned_about(
-    mode: int, warned: bool, cosign_bin: Path, registry: RegistryServer, keypair: KeyPair,
-    push: Pusher, creds: Secrets, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    mode: int,
+    warned: bool,
+    cosign_bin: Path,
+    registry: RegistryServer,
+    keypair: KeyPair,
+    push: Pusher,
+    creds: Secrets,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     section = signer_config(cosign_bin, registry, keypair)
     path = tmp_path / "signing.yaml"
@@ -220,4 +259,3 @@ def test_config_file_readable_by_others_is_warned_about(
     if warned:
         assert f"run: chmod 600 {path}" in warnings[0]
     creds.assert_absent(caplog.text)
-

@@ -20,21 +20,12 @@ from cosign_signer import (
     SignResult,
     UnknownKeyAliasError,
 )
-from tests.helpers import make_signer, verify
+from tests.helpers import make_signer, spy_binary, verify
 from tests.infra.images import Pusher, signature_tags
 from tests.infra.registry import RegistryServer, free_port
 from tests.infra.tools import KeyPair
 
 MISSING = "sha256:" + "0" * 63 + "1"
-
-
-def spy_binary(tmp_path: Path, real: Path) -> tuple[Path, Path]:
-    """A wrapper that records each invocation's argv, then runs the real cosign."""
-    log = tmp_path / "invocations.log"
-    script = tmp_path / "cosign-spy"
-    script.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n')
-    script.chmod(0o755)
-    return script, log
 
 
 def test_sign_one_image_and_verify(

@@ -110,8 +110,12 @@ def secret_token() -> str:
 
 
 def test_timeout_kills_the_group_and_carries_timeout_and_redacted_argv(
-    hanging: HangingCosign, registry: RegistryServer, keypair: KeyPair, push: Pusher,
-    tmp_path: Path, secret_token: str,
+    hanging: HangingCosign,
+    registry: RegistryServer,
+    keypair: KeyPair,
+    push: Pusher,
+    tmp_path: Path,
+    secret_token: str,
 ) -> None:
     # A key path that holds a secret value: the argv in the error must show it redacted.
     key_dir = tmp_path / secret_token
@@ -119,7 +123,10 @@ def test_timeout_kills_the_group_and_carries_timeout_and_redacted_argv(
     key = key_dir / "cosign.key"
     shutil.copy(keypair.key_path, key)
     signer = make_signer(
-        hanging.path, registry, keypair, timeout=1.0,
+        hanging.path,
+        registry,
+        keypair,
+        timeout=1.0,
         env_variables={"COSIGN_PASSWORD": keypair.password, "MY_API_TOKEN": secret_token},
         key_aliases={"prod": str(key)},
     )
@@ -215,7 +222,10 @@ def test_real_cosign_stalled_past_timeout(
 
 
 def test_interrupting_one_batch_leaves_another_threads_batch_running(
-    hanging: HangingCosign, cosign_bin: Path, registry: RegistryServer, keypair: KeyPair,
+    hanging: HangingCosign,
+    cosign_bin: Path,
+    registry: RegistryServer,
+    keypair: KeyPair,
     push: Pusher,
 ) -> None:
     # Another thread's batch is in the middle of a real cosign run (its push held for 2 s) when

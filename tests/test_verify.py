@@ -16,20 +16,12 @@ from cosign_signer import (
     VerificationError,
 )
 from tests.helpers import make_signer
+from tests.helpers import spy_binary as spy
 from tests.infra.images import Pusher
 from tests.infra.registry import RegistryServer
 from tests.infra.tools import KeyPair
 
 MISSING = "sha256:" + "0" * 63 + "2"
-
-
-def spy(tmp_path: Path, real: Path) -> tuple[Path, Path]:
-    """A wrapper that records each invocation's argv, then runs the real cosign."""
-    log = tmp_path / "invocations.log"
-    script = tmp_path / "cosign-spy"
-    script.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n')
-    script.chmod(0o755)
-    return script, log
 
 
 def calls(log: Path, command: str) -> list[str]:

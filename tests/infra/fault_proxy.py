@@ -179,8 +179,16 @@ class FaultProxy:
         if status == 429 and "Retry-After" not in extra:
             extra["Retry-After"] = "0"
         rule = FaultRule(
-            "status", count, _methods(methods), path_contains, path, status=status, message=message,
-            headers=extra, body=body, active=active,
+            "status",
+            count,
+            _methods(methods),
+            path_contains,
+            path,
+            status=status,
+            message=message,
+            headers=extra,
+            body=body,
+            active=active,
         )
         return self._add(rule)
 
@@ -487,7 +495,10 @@ def _error_response(rule: FaultRule, method: str) -> bytes:
     else:
         code = _CODES.get(rule.status, "UNKNOWN")
         errors = [{"code": code, "message": rule.message, "detail": None}]
-        body, content_type = json.dumps({"errors": errors}).encode(), "application/json; charset=utf-8"
+        body, content_type = (
+            json.dumps({"errors": errors}).encode(),
+            "application/json; charset=utf-8",
+        )
     reason = _REASONS.get(rule.status, "Error")
     headers = {
         "Content-Type": content_type,

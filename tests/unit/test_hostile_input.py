@@ -23,8 +23,26 @@ from cosign_signer import Config, ConfigError, CosignCapabilities, CosignCommand
 from tests.unit.test_command import HELP_2, HELP_3, KEY, REF
 
 _CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
-_HOSTILE = st.sampled_from(["=", "-", "--", "\n", "\r", "\x00", " ", "a=b", "--key=/etc/passwd",
-                            "-a", "$(id)", "'", '"', "\\", "é", "\u2028"])
+_HOSTILE = st.sampled_from(
+    [
+        "=",
+        "-",
+        "--",
+        "\n",
+        "\r",
+        "\x00",
+        " ",
+        "a=b",
+        "--key=/etc/passwd",
+        "-a",
+        "$(id)",
+        "'",
+        '"',
+        "\\",
+        "é",
+        "\u2028",
+    ]
+)
 _ANNOTATION_TEXT = st.lists(_HOSTILE | st.text(max_size=6), max_size=4).map("".join)
 
 
@@ -113,8 +131,12 @@ def test_bombs_are_rejected_within_bounded_memory(tmp_path: Path) -> None:
         "        print('rejected', path)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, *paths], capture_output=True, text=True, timeout=120,
-        check=False, cwd=Path(__file__).resolve().parents[2],
+        [sys.executable, "-c", code, *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("rejected ") == len(paths)
@@ -123,7 +145,9 @@ def test_bombs_are_rejected_within_bounded_memory(tmp_path: Path) -> None:
 _scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
 _documents = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
     max_leaves=25,
 )
 _sections = st.dictionaries(
@@ -131,7 +155,9 @@ _sections = st.dictionaries(
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(document=st.one_of(_documents, _sections.map(lambda s: {"cosign_signer": s})))
 def test_random_yaml_documents_give_a_config_or_a_config_error(
     document: object, tmp_path: Path
@@ -145,7 +171,9 @@ def test_random_yaml_documents_give_a_config_or_a_config_error(
     assert isinstance(config, Config)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(raw=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
 def test_random_bytes_give_a_config_or_a_config_error(raw: bytes, tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
