@@ -16,13 +16,12 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from cosign_signer import _classify, _process, _tlog
+from cosign_signer import _classify, _process, _retry, _tlog
 from cosign_signer.command import CosignCommandBuilder, TlogSetup, redact
 from cosign_signer.config import Config
 from cosign_signer.errors import ArtifactNotFoundError, CosignError, CosignTimeoutError
@@ -67,15 +66,14 @@ def sign_blob(
     builder: CosignCommandBuilder,
     binary: str,
     key: ResolvedKey,
-    backoff: Callable[[int], float],
     tlog: TlogSetup | None = None,
 ) -> BlobSignResult:
     """Sign one file with ``key`` (``builder`` holds ``cosign sign-blob --help``'s capabilities).
 
     Raises :class:`ArtifactNotFoundError` before cosign runs, the classified :class:`CosignError`
-    when cosign fails (transient ones retried ``config.retries`` times, waiting
-    ``backoff(attempt)`` seconds), or :class:`CosignError` when the bundle cannot be read back or
-    names other bytes than were hashed (the file changed while it was signed).
+    when cosign fails (transient ones retried ``config.retries`` times, with backoff), or
+    :class:`CosignError` when the bundle cannot be read back or names other bytes than were
+    hashed (the file changed while it was signed).
     """
     artifact = Path(path).absolute()
     digest = _hash_file(artifact)
@@ -87,48 +85,38 @@ def sign_blob(
     env = {**os.environ, **command.env}
     secrets = config.secret_values
     shown_argv = tuple(redact(arg, secrets) for arg in command.argv)  # for errors only
-    attempt = 1
-    while True:
+
+    def attempt_once(attempt: int) -> BlobSignResult:
         started = time.monotonic()
         try:
             done = _process.run(command.argv, env=env, timeout=config.timeout)
         except _process.ProcessTimeout as exc:
-            error: CosignError = CosignTimeoutError(
+            raise CosignTimeoutError(
                 f"cosign did not finish within {config.timeout:g} s; its process group was killed",
                 timeout=config.timeout,
                 reference=str(artifact),
                 argv=shown_argv,
                 stderr=redact(exc.stderr, secrets),
                 attempts=attempt,
-            )
-        else:
-            if done.returncode == 0:
-                _log.info("signed %s in %.2f s", artifact, time.monotonic() - started)
-                return _result(artifact, digest, bundle, shown_argv)
-            stderr = redact(done.stderr, secrets)
-            error_type, transient = _classify.classify(stderr)
-            error = error_type(
-                f"signing {artifact} failed: {_classify.summary_line(stderr)}",
-                reference=str(artifact),
-                argv=shown_argv,
-                returncode=done.returncode,
-                stderr=stderr,
-                attempts=attempt,
-                transient=transient,
-            )
-        if not error.transient or attempt > config.retries:
-            raise error
-        delay = backoff(attempt)
-        _log.warning(
-            "signing %s failed (%s); retry %d of %d in %.1f s",
-            artifact,
-            error.message,
-            attempt,
-            config.retries,
-            delay,
+            ) from None
+        if done.returncode == 0:
+            _log.info("signed %s in %.2f s", artifact, time.monotonic() - started)
+            return _result(artifact, digest, bundle, shown_argv)
+        stderr = redact(done.stderr, secrets)
+        error_type, transient = _classify.classify(stderr)
+        raise error_type(
+            f"signing {artifact} failed: {_classify.summary_line(stderr)}",
+            reference=str(artifact),
+            argv=shown_argv,
+            returncode=done.returncode,
+            stderr=stderr,
+            attempts=attempt,
+            transient=transient,
         )
-        time.sleep(delay)
-        attempt += 1
+
+    return _retry.with_retries(
+        attempt_once, what=f"signing {artifact}", retries=config.retries, base=config.retry_backoff
+    )
 
 
 def _hash_file(path: Path) -> str:

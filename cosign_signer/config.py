@@ -396,8 +396,6 @@ def _mapping_hook(
     return hook
 
 
-
-
 def _format_cattrs_errors(exc: ClassValidationError) -> list[str]:
     import cattrs  # noqa: PLC0415
 

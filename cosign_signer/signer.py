@@ -20,7 +20,6 @@ import functools
 import json
 import logging
 import os
-import random
 import shutil
 import tempfile
 import threading
@@ -32,7 +31,7 @@ from typing import Any
 
 import attrs
 
-from cosign_signer import _classify, _process, _tlog, blob, plan, verify
+from cosign_signer import _classify, _process, _retry, _tlog, blob, plan, verify
 from cosign_signer.blob import BlobSignResult
 from cosign_signer.command import (
     CosignCapabilities,
@@ -65,7 +64,6 @@ OnResult = Callable[[str, "SignResult | CosignSignerError"], None]
 
 _PREFLIGHT_WORKERS = 8
 _PREFLIGHT_TIMEOUT = 30.0
-_MAX_BACKOFF = 60.0
 
 
 @attrs.frozen
@@ -345,7 +343,6 @@ class Signer:
             builder=CosignCommandBuilder(self._config, caps),
             binary=binary,
             key=resolved_key,
-            backoff=self._backoff,
             tlog=tlog,
         )
 
@@ -429,7 +426,6 @@ class Signer:
             builder=builder,
             binary=self._find_cosign()[0],
             docker_config_dir=docker_config,
-            backoff=self._backoff,
         )
 
     def _skip_signed(
@@ -472,29 +468,15 @@ class Signer:
         return self._config.max_workers or os.cpu_count() or 1
 
     def _resolve_with_retries(self, ref: ImageReference) -> str:
-        attempt = 1
-        while True:
-            try:
-                return self._registry.resolve(ref)
-            except CosignError as exc:
-                if not exc.transient or attempt > self._config.retries:
-                    raise exc.with_attempts(attempt) from None
-                delay = self._backoff(attempt)
-                _log.warning(
-                    "pre-flight of %s failed (%s); retry %d of %d in %.1f s",
-                    ref.original,
-                    exc.message,
-                    attempt,
-                    self._config.retries,
-                    delay,
-                )
-                time.sleep(delay)
-                attempt += 1
+        return _retry.with_retries(
+            lambda _attempt: self._registry.resolve(ref),
+            what=f"pre-flight of {ref.original}",
+            retries=self._config.retries,
+            base=self._config.retry_backoff,
+        )
 
     def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter for the ``attempt``-th retry."""
-        ceiling = min(_MAX_BACKOFF, self._config.retry_backoff * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+        return _retry.backoff_delay(attempt, self._config.retry_backoff)
 
     @contextlib.contextmanager
     def _credentials_dir(self, parsed: Sequence[ImageReference]) -> Iterator[str | None]:

@@ -22,7 +22,6 @@ import re
 import shutil
 import tempfile
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from cosign_signer import _classify, _process
+from cosign_signer import _classify, _process, _retry
 from cosign_signer.command import CosignCommandBuilder, redact
 from cosign_signer.config import Config
 from cosign_signer.errors import CosignError, CosignTimeoutError, SigningKeyError, VerificationError
@@ -171,7 +170,6 @@ def verify_digest(
     builder: CosignCommandBuilder,
     binary: str,
     docker_config_dir: str | None,
-    backoff: Callable[[int], float],
 ) -> VerifyResult:
     """Verify ``cosign_ref`` (``NAME@sha256:…``); ``original`` is how the caller named it.
 
@@ -182,32 +180,20 @@ def verify_digest(
     command = builder.verify(
         public_key, cosign_ref, docker_config_dir=docker_config_dir, binary=binary
     )
-    attempt = 1
-    while True:
-        try:
-            return _verify_once(
-                original,
-                digest,
-                argv=command.argv,
-                extra_env=command.env,
-                key=key,
-                config=config,
-                attempt=attempt,
-            )
-        except CosignError as exc:
-            if not exc.transient or attempt > config.retries:
-                raise
-            delay = backoff(attempt)
-            _log.warning(
-                "verifying %s failed (%s); retry %d of %d in %.1f s",
-                original,
-                exc.message,
-                attempt,
-                config.retries,
-                delay,
-            )
-            time.sleep(delay)
-            attempt += 1
+    return _retry.with_retries(
+        lambda attempt: _verify_once(
+            original,
+            digest,
+            argv=command.argv,
+            extra_env=command.env,
+            key=key,
+            config=config,
+            attempt=attempt,
+        ),
+        what=f"verifying {original}",
+        retries=config.retries,
+        base=config.retry_backoff,
+    )
 
 
 def _verify_once(
