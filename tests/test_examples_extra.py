@@ -89,3 +89,12 @@ def test_sign_images_example(
     partial = run([sys.executable, script, str(config), "prod", good.by_digest, missing], tmp_path)
     assert partial.returncode == 1
     assert f"FAILED  {missing}: ImageNotFoundError" in partial.stdout
+
+
+def test_make_demo_script_signs_and_verifies(tools: Tools, tmp_path: Path) -> None:
+    """What `make demo` runs (README's first command), end to end on both cosign generations."""
+    demo = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
+    done = run([sys.executable, str(demo)], tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("cosign verify: OK") == 2
+    assert "demo passed" in done.stdout
