@@ -121,3 +121,32 @@ def test_same_digest_under_three_keys_from_three_threads(
             cosign_bin, image.by_digest, pair.pub_path, registry=registry, home=tmp_path
         )
         assert checked.returncode == 0, checked.stderr
+
+
+def test_one_signer_shared_by_threads_with_overlapping_digests(
+    cosign_bin: Path, registry: RegistryServer, keypair: KeyPair, push: Pusher, tmp_path: Path
+) -> None:
+    """Three threads share one Signer; their batches overlap on two digests, which the per-digest
+    lock serialises: every call succeeds and every image verifies."""
+    spy, log = timeline_binary(tmp_path, cosign_bin)
+    images = [push(repo="threads") for _ in range(4)]
+    shared = [images[0].by_digest, images[1].by_digest]
+    batches = [[*shared, images[2].by_digest], [images[3].by_digest, *shared], shared]
+    signer = make_signer(spy, registry, keypair, max_workers=2)
+    barrier = threading.Barrier(3)
+
+    def sign(refs: list[str]) -> list[SignResult]:
+        barrier.wait()
+        return signer.sign_images(refs, key="prod")
+
+    with cf.ThreadPoolExecutor(3) as pool:
+        outcomes = list(pool.map(sign, batches))
+    for refs, results in zip(batches, outcomes, strict=True):
+        assert [r.reference for r in results] == refs
+    starts = [line for line in log.read_text().splitlines() if line.startswith("start ")]
+    assert starts, "cosign never ran"
+    for image in images:
+        checked = verify(
+            cosign_bin, image.by_digest, keypair.pub_path, registry=registry, home=tmp_path
+        )
+        assert checked.returncode == 0, checked.stderr
