@@ -101,7 +101,7 @@ class RegistryCredentials:
     """A registry user name and password (used for every registry the client talks to).
 
     Both must be non-empty to be used; otherwise the client reads the docker config, as cosign
-    does without ``--registry-username``/``--registry-password``.
+    does when it is given no registry credentials of its own.
     """
 
     username: str | None = None
