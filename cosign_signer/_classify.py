@@ -7,10 +7,12 @@ the integration tests): every error names the reference as ``signing [REF]: …`
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from cosign_signer.command import redact
 from cosign_signer.errors import (
     CosignError,
+    CosignTimeoutError,
     ImageNotFoundError,
     RegistryAuthError,
     RegistryUnavailableError,
@@ -18,7 +20,14 @@ from cosign_signer.errors import (
     TransparencyLogError,
 )
 
-__all__ = ["classify", "failing_reference", "stopped_at", "summary_line", "tlog_indices"]
+__all__ = [
+    "classify",
+    "failing_reference",
+    "failure",
+    "stopped_at",
+    "summary_line",
+    "tlog_indices",
+]
 
 _SIGNING_REF = re.compile(r"signing \[([^\]]+)\]")
 _TLOG_INDEX = re.compile(r"tlog entry created with index: (\d+)")
@@ -131,3 +140,46 @@ def classify(stderr: str) -> tuple[type[CosignError], bool]:
 def tlog_indices(stderr: str) -> list[int]:
     """Log indices cosign 2.x reported, in the order it signed."""
     return [int(m.group(1)) for m in _TLOG_INDEX.finditer(stderr)]
+
+
+def failure(
+    what: str,
+    *,
+    reference: str,
+    argv: Sequence[str],
+    stderr: str,
+    returncode: int | None,
+    secrets: Iterable[str],
+    attempts: int = 1,
+    timed_out_after: float | None = None,
+    command: str = "cosign",
+    classified: tuple[type[CosignError], bool] | None = None,
+) -> CosignError:
+    """The typed error of one failed cosign run, with argv and stderr redacted.
+
+    ``timed_out_after`` (seconds) when our timeout killed it: :class:`CosignTimeoutError` saying
+    ``COMMAND did not finish within …``; otherwise the class read from stderr (or
+    ``classified``) with the message ``WHAT failed: <cosign's error line>``.
+    """
+    secrets = tuple(secrets)
+    shown_argv = tuple(redact(arg, secrets) for arg in argv)
+    shown_stderr = redact(stderr, secrets)
+    if timed_out_after is not None:
+        return CosignTimeoutError(
+            f"{command} did not finish within {timed_out_after:g} s; its process group was killed",
+            timeout=timed_out_after,
+            reference=reference,
+            argv=shown_argv,
+            stderr=shown_stderr,
+            attempts=attempts,
+        )
+    error_type, transient = classified or classify(shown_stderr)
+    return error_type(
+        f"{what} failed: {summary_line(shown_stderr)}",
+        reference=reference,
+        argv=shown_argv,
+        returncode=returncode,
+        stderr=shown_stderr,
+        attempts=attempts,
+        transient=transient,
+    )

@@ -24,7 +24,7 @@ import attrs
 from cosign_signer import _classify, _process, _retry, _tlog
 from cosign_signer.command import CosignCommandBuilder, TlogSetup, redact
 from cosign_signer.config import Config
-from cosign_signer.errors import ArtifactNotFoundError, CosignError, CosignTimeoutError
+from cosign_signer.errors import ArtifactNotFoundError, CosignError
 from cosign_signer.keys import ResolvedKey
 
 __all__ = ["BUNDLE_SUFFIX", "BlobSignResult", "default_bundle_path", "sign_blob"]
@@ -88,30 +88,25 @@ def sign_blob(
 
     def attempt_once(attempt: int) -> BlobSignResult:
         started = time.monotonic()
+        timed_out: float | None
         try:
             done = _process.run(command.argv, env=env, timeout=config.timeout)
         except _process.ProcessTimeout as exc:
-            raise CosignTimeoutError(
-                f"cosign did not finish within {config.timeout:g} s; its process group was killed",
-                timeout=config.timeout,
-                reference=str(artifact),
-                argv=shown_argv,
-                stderr=redact(exc.stderr, secrets),
-                attempts=attempt,
-            ) from None
-        if done.returncode == 0:
-            _log.info("signed %s in %.2f s", artifact, time.monotonic() - started)
-            return _result(artifact, digest, bundle, shown_argv)
-        stderr = redact(done.stderr, secrets)
-        error_type, transient = _classify.classify(stderr)
-        raise error_type(
-            f"signing {artifact} failed: {_classify.summary_line(stderr)}",
+            stderr, returncode, timed_out = exc.stderr, None, config.timeout
+        else:
+            if done.returncode == 0:
+                _log.info("signed %s in %.2f s", artifact, time.monotonic() - started)
+                return _result(artifact, digest, bundle, shown_argv)
+            stderr, returncode, timed_out = done.stderr, done.returncode, None
+        raise _classify.failure(
+            f"signing {artifact}",
             reference=str(artifact),
-            argv=shown_argv,
-            returncode=done.returncode,
+            argv=command.argv,
             stderr=stderr,
+            returncode=returncode,
+            secrets=secrets,
             attempts=attempt,
-            transient=transient,
+            timed_out_after=timed_out,
         )
 
     return _retry.with_retries(

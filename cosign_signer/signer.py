@@ -237,13 +237,12 @@ class Signer:
         ``--upload=false`` (nothing is written to the registry; it is still read);
         ``recursive=True`` signs an image index and each of its child manifests (``--recursive``).
         """
-        if isinstance(references, str):
-            raise InvalidReferenceError(
-                references, "sign_images takes a list of references; use sign_image for one"
-            )
-        parsed = _parse_all(references)
-        validate_annotations(annotations)
-        resolved_key = self._resolver.resolve_key(key)
+        parsed, resolved_key = self._checked_inputs(
+            references,
+            annotations,
+            key,
+            "sign_images takes a list of references; use sign_image for one",
+        )
         binary, caps = self._find_cosign()
         builder = CosignCommandBuilder(self._config, caps)
         if not parsed:
@@ -364,13 +363,9 @@ class Signer:
         disk; its flags come from ``capabilities`` when given (then no process starts at all),
         else from ``cosign sign --help``, read once per Signer as ``sign_images`` does.
         """
-        if isinstance(references, str):
-            raise InvalidReferenceError(
-                references, "plan takes a list of references, like sign_images"
-            )
-        parsed = _parse_all(references)
-        validate_annotations(annotations)
-        resolved_key = self._resolver.resolve_key(key)
+        parsed, resolved_key = self._checked_inputs(
+            references, annotations, key, "plan takes a list of references, like sign_images"
+        )
         if capabilities is None:
             binary, capabilities = self._find_cosign()
         else:
@@ -398,6 +393,20 @@ class Signer:
         )
 
     # ---- internals ---------------------------------------------------------------------------
+
+    def _checked_inputs(
+        self,
+        references: Sequence[str],
+        annotations: Mapping[str, str] | None,
+        key: str,
+        not_a_list: str,
+    ) -> tuple[list[ImageReference], ResolvedKey]:
+        """Everything a call checks before any process or request: references, annotations, key."""
+        if isinstance(references, str):
+            raise InvalidReferenceError(references, not_a_list)
+        parsed = _parse_all(references)
+        validate_annotations(annotations)
+        return parsed, self._resolver.resolve_key(key)
 
     def _public_key(self, key: ResolvedKey, builder: CosignCommandBuilder, binary: str) -> str:
         return self._public_keys.path_for(
@@ -760,26 +769,17 @@ class _BatchRun:
         attempts: int,
         transient: bool,
     ) -> CosignError:
-        summary = _classify.summary_line(stderr)
-        if error_type is CosignTimeoutError:
-            return CosignTimeoutError(
-                f"cosign did not finish within {self._config.timeout:g} s; "
-                "its process group was killed",
-                timeout=self._config.timeout,
-                reference=original,
-                argv=argv,
-                returncode=None,
-                stderr=stderr,
-                attempts=attempts,
-            )
-        return error_type(
-            f"signing {original} failed: {summary}",
+        timed_out = error_type is CosignTimeoutError
+        return _classify.failure(
+            f"signing {original}",
             reference=original,
             argv=argv,
-            returncode=returncode,
             stderr=stderr,
+            returncode=None if timed_out else returncode,
+            secrets=self._config.secret_values,
             attempts=attempts,
-            transient=transient,
+            timed_out_after=self._config.timeout if timed_out else None,
+            classified=None if timed_out else (error_type, transient),
         )
 
     def _tlog_indices(self, chunk: _Chunk, stderr: str) -> list[int]:

@@ -210,15 +210,16 @@ def _verify_once(
     try:
         done = _process.run(argv, env={**os.environ, **extra_env}, timeout=config.timeout)
     except _process.ProcessTimeout as exc:
-        argv = tuple(redact(arg, secrets) for arg in argv)
-        raise CosignTimeoutError(
-            f"cosign verify did not finish within {config.timeout:g} s; "
-            "its process group was killed",
-            timeout=config.timeout,
+        raise _classify.failure(
+            f"verifying {original}",
             reference=original,
             argv=argv,
-            stderr=redact(exc.stderr, secrets),
+            stderr=exc.stderr,
+            returncode=None,
+            secrets=secrets,
             attempts=attempt,
+            timed_out_after=config.timeout,
+            command="cosign verify",
         ) from None
     if done.returncode == 0:
         return VerifyResult(
@@ -236,15 +237,14 @@ def _verify_once(
             stderr=stderr,
             attempts=attempt,
         )
-    error_type, transient = _classify.classify(stderr)
-    raise error_type(
-        f"verifying {original} failed: {summary}",
+    raise _classify.failure(
+        f"verifying {original}",
         reference=original,
         argv=argv,
-        returncode=done.returncode,
         stderr=stderr,
+        returncode=done.returncode,
+        secrets=secrets,
         attempts=attempt,
-        transient=transient,
     )
 
 
